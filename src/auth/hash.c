@@ -1,0 +1,148 @@
+#include "auth/hash.h"
+
+#include <crypt.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "lib/str.h"
+
+static const struct {
+    const char *name;
+    enum hash_scheme scheme;
+} schemes[] = {
+    {"CRYPT", HASH_CRYPT},     {"SHA512-CRYPT", HASH_CRYPT}, {"SHA256-CRYPT", HASH_CRYPT},
+    {"BLF-CRYPT", HASH_CRYPT}, {"YESCRYPT", HASH_CRYPT},     {"MD5-CRYPT", HASH_CRYPT},
+    {"PLAIN", HASH_PLAIN},     {"CLEAR", HASH_PLAIN},        {"CLEARTEXT", HASH_PLAIN},
+};
+
+enum hash_scheme hash_scheme_lookup(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
+        if (str_eq_nocase(name, len, schemes[i].name))
+            return schemes[i].scheme;
+    }
+    return HASH_UNKNOWN;
+}
+
+/* struct crypt_data is 32 KiB: one per thread, not per call. */
+static _Thread_local struct crypt_data *crypt_buf;
+
+static bool crypt_check(const char *stored, const char *password, size_t len)
+{
+    char pw[1024];
+    bool ok = false;
+
+    if (crypt_buf == NULL && (crypt_buf = calloc(1, sizeof(*crypt_buf))) == NULL)
+        return false;
+    if (len >= sizeof(pw))
+        len = sizeof(pw) - 1; /* still hashed: the cost must not depend on the input */
+    memcpy(pw, password, len);
+    pw[len] = '\0';
+    const char *out = crypt_rn(pw, stored, crypt_buf, sizeof(*crypt_buf));
+    explicit_bzero(pw, sizeof(pw));
+    if (out != NULL && out[0] != '*') {
+        size_t olen = strlen(out);
+        ok = olen == strlen(stored) && CRYPTO_memcmp(out, stored, olen) == 0;
+    }
+    explicit_bzero(crypt_buf->output, sizeof(crypt_buf->output));
+    return ok;
+}
+
+bool hash_verify(enum hash_scheme scheme, const char *stored, const char *password, size_t len)
+{
+    switch (scheme) {
+    case HASH_CRYPT:
+        return crypt_check(stored, password, len);
+    case HASH_PLAIN: {
+        /* Comparing digests hides the length of the stored secret. */
+        unsigned char a[32], b[32];
+        EVP_Digest(stored, strlen(stored), a, NULL, EVP_sha256(), NULL);
+        EVP_Digest(password, len, b, NULL, EVP_sha256(), NULL);
+        return CRYPTO_memcmp(a, b, sizeof(a)) == 0;
+    }
+    case HASH_UNKNOWN:
+        break;
+    }
+    return false;
+}
+
+static pthread_once_t dummy_once = PTHREAD_ONCE_INIT;
+static char dummy_hash[CRYPT_OUTPUT_SIZE];
+
+static void dummy_init(void)
+{
+    char pw[33];
+    unsigned char rnd[16];
+    const char *error;
+
+    RAND_bytes(rnd, sizeof(rnd));
+    str_hex(rnd, sizeof(rnd), pw);
+    if (hash_make_yescrypt(pw, dummy_hash, sizeof(dummy_hash), &error) < 0)
+        str_copy(dummy_hash, "{CRYPT}$6$postern$", sizeof(dummy_hash));
+}
+
+void hash_verify_dummy(const char *password, size_t len)
+{
+    pthread_once(&dummy_once, dummy_init);
+    (void)crypt_check(dummy_hash + strlen("{CRYPT}"), password, len);
+}
+
+bool hash_verify_apop(const char *secret, const char *timestamp, const char *digest_hex)
+{
+    unsigned char md[16];
+    char hex[33];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    bool ok = false;
+
+    if (ctx == NULL)
+        return false;
+    if (EVP_DigestInit_ex(ctx, EVP_md5(), NULL) == 1 &&
+        EVP_DigestUpdate(ctx, timestamp, strlen(timestamp)) == 1 &&
+        EVP_DigestUpdate(ctx, secret, strlen(secret)) == 1 &&
+        EVP_DigestFinal_ex(ctx, md, NULL) == 1) {
+        str_hex(md, sizeof(md), hex);
+        char given[33];
+        size_t i;
+        for (i = 0; i < 32 && digest_hex[i] != '\0'; i++) {
+            char c = digest_hex[i];
+            given[i] = c >= 'A' && c <= 'F' ? (char)(c + 32) : c;
+        }
+        given[i] = '\0';
+        ok = i == 32 && digest_hex[32] == '\0' && CRYPTO_memcmp(hex, given, 32) == 0;
+    }
+    EVP_MD_CTX_free(ctx);
+    return ok;
+}
+
+int hash_make_yescrypt(const char *password, char *out, size_t size, const char **error_r)
+{
+    char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+    struct crypt_data *cd = calloc(1, sizeof(*cd));
+
+    if (cd == NULL) {
+        *error_r = "out of memory";
+        return -1;
+    }
+    if (crypt_gensalt_rn("$y$", 0, NULL, 0, salt, sizeof(salt)) == NULL) {
+        free(cd);
+        *error_r = "cannot make a yescrypt salt";
+        return -1;
+    }
+    const char *h = crypt_rn(password, salt, cd, sizeof(*cd));
+    int ret = -1;
+    if (h == NULL || h[0] == '*')
+        *error_r = "yescrypt hashing failed";
+    else if ((size_t)snprintf(out, size, "{CRYPT}%s", h) >= size)
+        *error_r = "hash too long";
+    else
+        ret = 0;
+    explicit_bzero(cd, sizeof(*cd));
+    free(cd);
+    return ret;
+}

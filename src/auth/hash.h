@@ -1,0 +1,34 @@
+#ifndef POSTERN_HASH_H
+#define POSTERN_HASH_H
+
+/* Password schemes as Dovecot names them: "{SCHEME}data". */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum hash_scheme {
+    HASH_UNKNOWN = 0,
+    HASH_CRYPT, /* any crypt(3) string: yescrypt, bcrypt, sha512-crypt, ... */
+    HASH_PLAIN, /* the password itself (needed by APOP) */
+};
+
+/* Scheme from its name ("SHA512-CRYPT", "PLAIN", ...), case-insensitive. */
+enum hash_scheme hash_scheme_lookup(const char *name, size_t len);
+
+/* Constant-time as far as the scheme allows. password need not be
+ * NUL-terminated. */
+bool hash_verify(enum hash_scheme scheme, const char *stored, const char *password, size_t len);
+
+/* Spends the time of a yescrypt verification and fails: used for unknown
+ * users, so that they cost what a real account costs. */
+void hash_verify_dummy(const char *password, size_t len);
+
+/* APOP (RFC 1939): hex MD5 of timestamp followed by the shared secret. */
+bool hash_verify_apop(const char *secret, const char *timestamp, const char *digest_hex);
+
+/* "{CRYPT}$y$..." for a new password (yescrypt, default cost), written
+ * with the {CRYPT} name so that Dovecot reads the same file. Returns 0, or
+ * -1 with *error_r. */
+int hash_make_yescrypt(const char *password, char *out, size_t size, const char **error_r);
+
+#endif

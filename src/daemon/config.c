@@ -1,0 +1,341 @@
+#include "daemon/config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ini.h>
+
+#include "lib/str.h"
+
+enum key_type { T_STR, T_PATH, T_UINT, T_BOOL, T_LISTEN, T_LOG, T_TEXT };
+
+struct key {
+    const char *section;
+    const char *name;
+    enum key_type type;
+    size_t offset;
+    unsigned min, max;
+    bool required;
+};
+
+#define OFF(field) offsetof(struct config, field)
+
+static const struct key keys[] = {
+    {"server", "listen", T_LISTEN, OFF(listen), 0, 0, true},
+    {"server", "greeting", T_TEXT, OFF(greeting), 1, MAX_GREETING, false},
+    {"server", "threads", T_UINT, OFF(threads), 0, MAX_THREADS, false},
+    {"server", "state_dir", T_PATH, OFF(state_dir), 0, 0, false},
+    {"auth", "passdb", T_STR, OFF(passdb), 0, 0, true},
+    {"auth", "apop", T_BOOL, OFF(apop), 0, 0, false},
+    {"mail", "location", T_STR, OFF(location), 0, 0, true},
+    {"limits", "login_timeout", T_UINT, OFF(login_timeout), 1, MAX_TIMEOUT, false},
+    {"limits", "idle_timeout", T_UINT, OFF(idle_timeout), 1, MAX_TIMEOUT, false},
+    {"limits", "max_connections", T_UINT, OFF(max_connections), 1, 1000000, false},
+    {"limits", "max_connections_per_ip", T_UINT, OFF(max_connections_per_ip), 1, 1000000, false},
+    {"limits", "max_line", T_UINT, OFF(max_line), MIN_MAX_LINE, MAX_MAX_LINE, false},
+    {"guard", "failure_delay", T_UINT, OFF(failure_delay), 0, 60, false},
+    {"log", "audit", T_LOG, OFF(audit), 0, 0, false},
+};
+#define N_KEYS (sizeof(keys) / sizeof(keys[0]))
+
+struct parse_ctx {
+    struct config *cfg;
+    const char *text;
+    size_t pos, len;
+    unsigned line;
+    bool seen[N_KEYS];
+    char *err;
+    size_t errlen;
+    bool failed;
+};
+
+static void fail(struct parse_ctx *p, const char *section, const char *name, const char *fmt,
+                 const char *arg)
+{
+    char why[512];
+
+    if (p->failed)
+        return;
+    p->failed = true;
+    snprintf(why, sizeof(why), fmt, arg);
+    if (name != NULL)
+        snprintf(p->err, p->errlen, "%s:%u: [%s] %s: %s", p->cfg->path, p->line, section, name,
+                 why);
+    else
+        snprintf(p->err, p->errlen, "%s:%u: %s", p->cfg->path, p->line, why);
+}
+
+/* inih's reader: hands out one line at a time and counts them, so errors
+ * can name the line, and refuses lines longer than inih's buffer instead
+ * of letting them be split silently. */
+static char *reader(char *str, int num, void *stream)
+{
+    struct parse_ctx *p = stream;
+    size_t start = p->pos, n;
+    const char *nl;
+
+    if (p->pos >= p->len)
+        return NULL;
+    nl = memchr(p->text + start, '\n', p->len - start);
+    n = nl != NULL ? (size_t)(nl - (p->text + start)) + 1 : p->len - start;
+    p->pos += n;
+    p->line++;
+    if (n > (size_t)num - 1) {
+        char limit[16];
+        snprintf(limit, sizeof(limit), "%d", num - 2);
+        fail(p, NULL, NULL, "line longer than %s characters", limit);
+        n = 0; /* inih gets an empty line; the error above stands */
+    }
+    memcpy(str, p->text + start, n);
+    str[n] = '\0';
+    return str;
+}
+
+static char *resolve(const struct config *cfg, const char *value)
+{
+    if (value[0] == '/')
+        return strdup(value);
+    size_t n = strlen(cfg->dir) + strlen(value) + 2;
+    char *s = malloc(n);
+    if (s != NULL)
+        snprintf(s, n, "%s/%s", cfg->dir, value);
+    return s;
+}
+
+static int set_listen(struct parse_ctx *p, const struct key *k, const char *value)
+{
+    struct config *cfg = p->cfg;
+    const char *v = value;
+
+    while (*v != '\0') {
+        size_t len = strcspn(v, ",");
+        const char *s = v, *e = v + len;
+        while (s < e && (*s == ' ' || *s == '\t'))
+            s++;
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        if (e == s) {
+            fail(p, k->section, k->name, "empty address in list \"%s\"", value);
+            return 0;
+        }
+        const char *colon = memrchr(s, ':', (size_t)(e - s));
+        if (colon == NULL || colon + 1 == e || (s[0] == '[' && colon[-1] != ']') ||
+            (s[0] != '[' && memchr(s, ':', (size_t)(colon - s)) != NULL)) {
+            fail(p, k->section, k->name,
+                 "\"%s\": expected ADDRESS:PORT, with IPv6 addresses in brackets", value);
+            return 0;
+        }
+        uint64_t port;
+        const char *error;
+        if (str_parse_u64(colon + 1, (size_t)(e - colon - 1), 65535, &port, &error) < 0 ||
+            port == 0) {
+            fail(p, k->section, k->name, "\"%s\": port must be 1-65535", value);
+            return 0;
+        }
+        if (cfg->n_listen == MAX_LISTEN) {
+            fail(p, k->section, k->name, "more than %s addresses", "32");
+            return 0;
+        }
+        cfg->listen[cfg->n_listen++] = strndup(s, (size_t)(e - s));
+        v += len;
+        if (*v == ',')
+            v++;
+    }
+    return 1;
+}
+
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+    struct parse_ctx *p = user;
+    struct config *cfg = p->cfg;
+    const struct key *k = NULL;
+    size_t i;
+
+    for (i = 0; i < N_KEYS; i++) {
+        if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].name, name) == 0) {
+            k = &keys[i];
+            break;
+        }
+    }
+    if (k == NULL) {
+        bool known_section = false;
+        for (size_t j = 0; j < N_KEYS; j++)
+            known_section |= strcmp(keys[j].section, section) == 0;
+        if (!known_section)
+            fail(p, section, name, "unknown section [%s]", section);
+        else
+            fail(p, section, name, "unknown key%s", "");
+        return 0;
+    }
+    if (p->seen[i]) {
+        fail(p, section, name, "set twice (an indented line continues the one above)%s", "");
+        return 0;
+    }
+    p->seen[i] = true;
+    void *field = (char *)cfg + k->offset;
+    switch (k->type) {
+    case T_LISTEN:
+        return set_listen(p, k, value);
+    case T_TEXT:
+        if (strlen(value) < k->min || strlen(value) > k->max || strpbrk(value, "\r\n") != NULL) {
+            fail(p, section, name, "must be 1-200 printable characters%s", "");
+            return 0;
+        }
+        /* fall through */
+    case T_STR:
+        if (value[0] == '\0') {
+            fail(p, section, name, "must not be empty%s", "");
+            return 0;
+        }
+        free(*(char **)field);
+        *(char **)field = strdup(value);
+        return 1;
+    case T_PATH:
+    case T_LOG:
+        if (value[0] == '\0') {
+            fail(p, section, name, "must not be empty%s", "");
+            return 0;
+        }
+        free(*(char **)field);
+        if (k->type == T_LOG && (strcmp(value, "stderr") == 0 || strcmp(value, "syslog") == 0))
+            *(char **)field = strdup(value);
+        else
+            *(char **)field = resolve(cfg, value);
+        return 1;
+    case T_UINT: {
+        uint64_t v;
+        const char *error;
+        char range[64];
+        if (str_parse_u64(value, strlen(value), UINT_MAX, &v, &error) < 0 || v < k->min ||
+            v > k->max) {
+            snprintf(range, sizeof(range), "%u-%u", k->min, k->max);
+            fail(p, section, name, "must be a whole number in %s", range);
+            return 0;
+        }
+        *(unsigned *)field = (unsigned)v;
+        return 1;
+    }
+    case T_BOOL:
+        if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 || strcmp(value, "1") == 0)
+            *(bool *)field = true;
+        else if (strcmp(value, "no") == 0 || strcmp(value, "false") == 0 || strcmp(value, "0") == 0)
+            *(bool *)field = false;
+        else {
+            fail(p, section, name, "must be yes or no, not \"%s\"", value);
+            return 0;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static char *read_file(const char *path, size_t *len_r, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "re");
+    char *buf = NULL;
+    size_t cap = 0, len = 0, n;
+
+    if (f == NULL) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    do {
+        if (len + 4096 > cap) {
+            cap = cap == 0 ? 8192 : cap * 2;
+            char *b = realloc(buf, cap);
+            if (b == NULL || cap > 16 * 1024 * 1024) {
+                free(b != NULL ? b : buf);
+                fclose(f);
+                snprintf(err, errlen, "%s: too large", path);
+                return NULL;
+            }
+            buf = b;
+        }
+        n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+    } while (n > 0);
+    bool bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        snprintf(err, errlen, "%s: read error", path);
+        return NULL;
+    }
+    buf[len] = '\0';
+    *len_r = len;
+    return buf;
+}
+
+int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
+{
+    struct parse_ctx p = {.cfg = cfg, .err = err, .errlen = errlen};
+    char abs[PATH_MAX];
+
+    memset(cfg, 0, sizeof(*cfg));
+    if (realpath(path, abs) == NULL) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    cfg->path = strdup(abs);
+    char *slash = strrchr(abs, '/');
+    *slash = '\0';
+    cfg->dir = strdup(abs[0] != '\0' ? abs : "/");
+    cfg->greeting = strdup(DEFAULT_GREETING);
+    cfg->threads = DEFAULT_THREADS;
+    cfg->login_timeout = DEFAULT_LOGIN_TIMEOUT;
+    cfg->idle_timeout = DEFAULT_IDLE_TIMEOUT;
+    cfg->max_connections = DEFAULT_MAX_CONNECTIONS;
+    cfg->max_connections_per_ip = DEFAULT_MAX_CONN_PER_IP;
+    cfg->max_line = DEFAULT_MAX_LINE;
+    cfg->failure_delay = DEFAULT_FAILURE_DELAY;
+    cfg->audit = strdup(DEFAULT_AUDIT);
+    cfg->state_dir = resolve(cfg, DEFAULT_STATE_DIR);
+
+    char *text = read_file(cfg->path, &p.len, err, errlen);
+    if (text == NULL) {
+        config_free(cfg);
+        return -1;
+    }
+    p.text = text;
+    int r = ini_parse_stream(reader, &p, handler, &p);
+    free(text);
+    if (r > 0 && !p.failed) {
+        p.line = (unsigned)r;
+        fail(&p, NULL, NULL, "%s", "syntax error: expected [section] or key = value");
+    } else if (r < 0 && !p.failed) {
+        p.line = 0;
+        fail(&p, NULL, NULL, "%s", "cannot parse (out of memory)");
+    }
+    for (size_t i = 0; i < N_KEYS && !p.failed; i++) {
+        if (keys[i].required && !p.seen[i]) {
+            snprintf(err, errlen, "%s: [%s] %s: required key is missing", cfg->path,
+                     keys[i].section, keys[i].name);
+            p.failed = true;
+        }
+    }
+    if (p.failed) {
+        config_free(cfg);
+        return -1;
+    }
+    return 0;
+}
+
+void config_free(struct config *cfg)
+{
+    for (unsigned i = 0; i < cfg->n_listen; i++)
+        free(cfg->listen[i]);
+    for (size_t i = 0; i < N_KEYS; i++) {
+        if (keys[i].type != T_UINT && keys[i].type != T_BOOL && keys[i].type != T_LISTEN) {
+            char **f = (char **)((char *)cfg + keys[i].offset);
+            free(*f);
+        }
+    }
+    free(cfg->path);
+    free(cfg->dir);
+    memset(cfg, 0, sizeof(*cfg));
+}

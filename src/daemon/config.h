@@ -1,0 +1,52 @@
+#ifndef POSTERN_CONFIG_H
+#define POSTERN_CONFIG_H
+
+/*
+ * The configuration file (DESIGN.md section 4): INI, parsed by inih.
+ * Every key is known here; an unknown key, a bad value or a missing
+ * required key stops start-up with file, line, key and the reason.
+ * Relative paths are resolved against the file's folder.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "daemon/defaults.h"
+
+struct config {
+    char *path; /* absolute path of the file */
+    char *dir;  /* its folder: the base of relative paths */
+
+    /* [server] */
+    char *listen[MAX_LISTEN];
+    unsigned n_listen;
+    char *greeting;
+    unsigned threads;
+    char *state_dir;
+
+    /* [auth] */
+    char *passdb;
+    bool apop;
+
+    /* [mail] */
+    char *location;
+
+    /* [limits] */
+    unsigned login_timeout;
+    unsigned idle_timeout;
+    unsigned max_connections;
+    unsigned max_connections_per_ip;
+    unsigned max_line;
+
+    /* [guard] */
+    unsigned failure_delay;
+
+    /* [log] */
+    char *audit; /* "stderr", "syslog" or an absolute path */
+};
+
+/* Returns 0, or -1 with a message "FILE:LINE: [section] key: why" in err. */
+int config_load(const char *path, struct config *cfg, char *err, size_t errlen);
+void config_free(struct config *cfg);
+
+#endif

@@ -1,0 +1,30 @@
+#ifndef POSTERN_DEFAULTS_H
+#define POSTERN_DEFAULTS_H
+
+/* Every default and limit of the configuration, in one place. */
+
+#define DEFAULT_GREETING  "Postern ready"
+#define DEFAULT_THREADS   0 /* one per core */
+#define DEFAULT_STATE_DIR "state"
+#define DEFAULT_AUDIT     "stderr"
+
+#define DEFAULT_LOGIN_TIMEOUT   60
+#define DEFAULT_IDLE_TIMEOUT    600 /* RFC 1939 section 3: at least 10 minutes */
+#define DEFAULT_MAX_CONNECTIONS 10000
+#define DEFAULT_MAX_CONN_PER_IP 20
+#define DEFAULT_MAX_LINE        8192
+
+#define DEFAULT_FAILURE_DELAY 2
+
+#define MAX_THREADS  256
+#define MAX_LISTEN   32
+#define MIN_MAX_LINE 256 /* RFC 2449: 255 octets per command line */
+#define MAX_MAX_LINE 65536
+#define MAX_GREETING 200
+#define MAX_TIMEOUT  86400
+
+/* Output kept queued per client before the session pauses (pop3.h has the
+ * protocol's own high mark; this is where the socket layer wakes it). */
+#define OUTPUT_LOW_WATER (16 * 1024)
+
+#endif

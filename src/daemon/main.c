@@ -1,0 +1,214 @@
+/*
+ * posternd: reads the configuration, binds the listeners, and runs the I/O
+ * threads until SIGTERM or SIGINT. Everything runs in one process for now;
+ * the auth side is already behind auth_request() (DESIGN.md section 1).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "auth/auth.h"
+#include "daemon/config.h"
+#include "guard/audit.h"
+#include "guard/guard.h"
+#include "lib/log.h"
+#include "lib/pool.h"
+#include "net/net.h"
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: posternd -c FILE [-f]\n"
+                    "  -c FILE  configuration file\n"
+                    "  -f       stay in the foreground and log to stderr\n");
+}
+
+static void stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    log_info("signal %d: stopping", (int)sig);
+    event_base_loopbreak(arg);
+}
+
+static void hup_cb(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    (void)arg;
+    audit_reopen();
+    log_info("SIGHUP: audit log reopened");
+}
+
+static int daemonize(void)
+{
+    pid_t pid = fork();
+
+    if (pid < 0)
+        return -1;
+    if (pid > 0)
+        _exit(0);
+    if (setsid() < 0)
+        return -1;
+    pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid > 0)
+        _exit(0);
+    if (chdir("/") < 0)
+        return -1;
+    int fd = open("/dev/null", O_RDWR);
+    if (fd < 0)
+        return -1;
+    dup2(fd, STDIN_FILENO);
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    if (fd > STDERR_FILENO)
+        close(fd);
+    return 0;
+}
+
+static unsigned cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_path = NULL, *error;
+    bool foreground = false;
+    struct config cfg;
+    char err[1024];
+    int opt, status = 1;
+
+    while ((opt = getopt(argc, argv, "c:fh")) != -1) {
+        switch (opt) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'f':
+            foreground = true;
+            break;
+        default:
+            usage();
+            return opt == 'h' ? 0 : 2;
+        }
+    }
+    if (config_path == NULL || optind != argc) {
+        usage();
+        return 2;
+    }
+    log_init("posternd", true);
+    if (config_load(config_path, &cfg, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    if (cfg.idle_timeout < 600)
+        log_warn("idle_timeout %u is below the 600 seconds RFC 1939 asks for", cfg.idle_timeout);
+    /* Without -f, audit lines meant for stderr go to syslog instead. */
+    if (audit_open(!foreground && strcmp(cfg.audit, "stderr") == 0 ? "syslog" : cfg.audit, &error) <
+        0) {
+        log_error("%s", error);
+        goto out_config;
+    }
+    if (mkdir(cfg.state_dir, 0700) < 0 && errno != EEXIST) {
+        log_error("cannot create state_dir %s: %s", cfg.state_dir, strerror(errno));
+        goto out_config;
+    }
+    unsigned bad = 0;
+    struct passdb *db = passdb_open(cfg.passdb, cfg.dir, &bad, &error);
+    if (db == NULL) {
+        log_error("[auth] passdb: %s", error);
+        goto out_config;
+    }
+
+    unsigned threads = cfg.threads > 0 ? cfg.threads : cpu_count();
+    struct guard_settings gs = {
+        .max_connections = cfg.max_connections,
+        .max_connections_per_ip = cfg.max_connections_per_ip,
+        .failure_delay = cfg.failure_delay,
+    };
+    struct guard *guard = guard_new(&gs);
+    struct net_settings ns = {
+        .threads = threads,
+        .login_timeout = cfg.login_timeout,
+        .idle_timeout = cfg.idle_timeout,
+        .max_line = cfg.max_line,
+        .greeting = cfg.greeting,
+        .apop = cfg.apop,
+        .mail_location = cfg.location,
+        .base_dir = cfg.dir,
+        .guard = guard,
+        .auth = NULL, /* given to server_start: the pool starts after fork */
+    };
+    struct server *srv = guard != NULL ? server_new(&ns, &error) : NULL;
+    if (srv == NULL) {
+        log_error("%s", guard == NULL ? "out of memory" : error);
+        goto out_db;
+    }
+    for (unsigned i = 0; i < cfg.n_listen; i++) {
+        if (server_listen(srv, cfg.listen[i], &error) < 0) {
+            log_error("[server] listen: %s", error);
+            goto out_srv;
+        }
+    }
+    /* Fork before any thread exists; errors up to here reach the terminal. */
+    if (!foreground) {
+        if (daemonize() < 0) {
+            log_error("cannot become a daemon: %s", strerror(errno));
+            goto out_srv;
+        }
+        log_init("posternd", false);
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    struct pool *pool = pool_new(cpu_count(), &error);
+    struct auth *auth = pool != NULL ? auth_new(db, pool) : NULL;
+    struct event_base *base = event_base_new();
+    if (pool == NULL || auth == NULL || base == NULL) {
+        log_error("cannot start: %s", pool == NULL ? error : "out of memory");
+        goto out_pool;
+    }
+    if (server_start(srv, auth, &error) < 0) {
+        log_error("cannot start: %s", error);
+        goto out_pool;
+    }
+    struct event *sigterm = evsignal_new(base, SIGTERM, stop_cb, base);
+    struct event *sigint = evsignal_new(base, SIGINT, stop_cb, base);
+    struct event *sighup = evsignal_new(base, SIGHUP, hup_cb, NULL);
+    event_add(sigterm, NULL);
+    event_add(sigint, NULL);
+    event_add(sighup, NULL);
+    log_info("ready: %u I/O threads, %u listening sockets", threads, cfg.n_listen);
+    event_base_dispatch(base);
+
+    /* Sessions end without removing anything; then login jobs still in
+     * the pool finish and are dropped by server_free. */
+    server_stop(srv);
+    pool_destroy(&pool);
+    event_free(sigterm);
+    event_free(sigint);
+    event_free(sighup);
+    status = 0;
+
+out_pool:
+    if (base != NULL)
+        event_base_free(base);
+    auth_free(&auth);
+    pool_destroy(&pool);
+out_srv:
+    server_free(&srv);
+out_db:
+    guard_free(&guard);
+    passdb_destroy(&db);
+out_config:
+    audit_close();
+    config_free(&cfg);
+    return status;
+}

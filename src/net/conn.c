@@ -1,0 +1,525 @@
+/*
+ * One client connection: the socket (a bufferevent), the line framer in
+ * front of the POP3 session, timeouts, and the login round trip through
+ * the worker pool. A connection lives on one I/O thread from accept to
+ * close; only its login job visits a pool thread, and while it is away the
+ * connection outlives even a client that hung up ("zombie") so the job
+ * always has somewhere to come back to.
+ */
+#include "net/net-private.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "guard/audit.h"
+#include "guard/guard.h"
+#include "lib/log.h"
+#include "store/store.h"
+
+struct conn {
+    struct worker *w;
+    struct bufferevent *bev;
+    struct pop3_session *session;
+    struct sockaddr_storage addr;
+    char ip[INET6_ADDRSTRLEN];
+    unsigned port;
+    char sid[13];
+    struct event *login_timer;
+    struct event *delay_timer; /* holds a failed login's answer back */
+    struct login_job *job;     /* in the pool, or waiting for the delay */
+    bool in_pool;
+    bool zombie;  /* the client is gone; freed when the job returns */
+    bool closing; /* flushing the last reply */
+    bool eof;     /* the client will send nothing more */
+    bool logged_in;
+    const char *mech;
+    uint64_t bytes_in, bytes_out;
+    time_t started;
+    char *apop_ts;
+    struct conn *prev, *next;
+};
+
+static void process_input(struct conn *c);
+static void conn_free(struct conn *c, const char *reason);
+
+static void audit_conn(struct audit_line *a, struct conn *c, const char *level, const char *event)
+{
+    audit_begin(a, level, event);
+    audit_tok(a, "sid", c->sid);
+    audit_tok(a, "ip", c->ip);
+    audit_uint(a, "port", c->port);
+}
+
+/* --- struct pop3_io --- */
+
+static void io_write(void *ctx, const void *data, size_t size)
+{
+    struct conn *c = ctx;
+
+    c->bytes_out += size;
+    bufferevent_write(c->bev, data, size);
+}
+
+static size_t io_pending(void *ctx)
+{
+    struct conn *c = ctx;
+
+    return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+static void job_auth_done(struct auth_request *req);
+
+static void io_auth(void *ctx, const struct pop3_auth_req *r)
+{
+    struct conn *c = ctx;
+    struct login_job *job = calloc(1, sizeof(*job));
+
+    if (job == NULL) {
+        pop3_session_auth_done(c->session, POP3_AUTH_TEMPFAIL, NULL);
+        return;
+    }
+    job->conn = c;
+    job->req.mech = r->mech == POP3_MECH_APOP ? AUTH_MECH_APOP : AUTH_MECH_PASSWORD;
+    c->mech = r->mech == POP3_MECH_APOP ? "APOP" : "USER";
+    snprintf(job->req.user, sizeof(job->req.user), "%s", r->user);
+    /* An oversized secret still goes to the pool (and fails there) so it
+     * costs the same time as any other failure. */
+    job->req.secret_len = r->secret_len;
+    memcpy(job->req.secret, r->secret,
+           r->secret_len < sizeof(job->req.secret) ? r->secret_len : sizeof(job->req.secret));
+    job->req.apop_timestamp = c->apop_ts;
+    job->req.callback = job_auth_done;
+    c->job = job;
+    c->in_pool = true;
+    auth_request(c->w->srv->set.auth, &job->req);
+}
+
+/* Ends the connection once the reply queued last has been sent. */
+static void conn_close_after_flush(struct conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    bufferevent_disable(c->bev, EV_READ);
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+    /* Deferred: this may run inside the session, which must not be freed
+     * under its own feet. */
+    bufferevent_trigger(c->bev, EV_WRITE, BEV_TRIG_DEFER_CALLBACKS);
+}
+
+static void io_close(void *ctx)
+{
+    conn_close_after_flush(ctx);
+}
+
+static void io_event(void *ctx, const struct pop3_event *ev)
+{
+    struct conn *c = ctx;
+    struct audit_line a;
+    const char *user = pop3_session_user(c->session);
+
+    switch (ev->type) {
+    case POP3_EVENT_RETR:
+    case POP3_EVENT_DELE:
+        audit_conn(&a, c, "info", ev->type == POP3_EVENT_RETR ? "retr" : "dele");
+        audit_str(&a, "user", user);
+        audit_uint(&a, "msg", ev->msg);
+        audit_str(&a, "uidl", ev->uid);
+        audit_uint(&a, "size", ev->size);
+        break;
+    case POP3_EVENT_QUIT:
+        audit_conn(&a, c, ev->failed > 0 ? "warning" : "info", "quit");
+        audit_str(&a, "user", user);
+        audit_uint(&a, "deleted", ev->deleted);
+        audit_uint(&a, "failed", ev->failed);
+        break;
+    default:
+        return;
+    }
+    audit_end(&a);
+}
+
+static const struct pop3_io conn_io = {
+    .write = io_write,
+    .pending = io_pending,
+    .auth = io_auth,
+    .close = io_close,
+    .event = io_event,
+};
+
+/* --- login round trip --- */
+
+/* On a pool thread: the credentials are checked; open the mailbox here
+ * too, since a Maildir scan is blocking I/O an I/O thread must not do. */
+static void job_auth_done(struct auth_request *req)
+{
+    struct login_job *job = (struct login_job *)req;
+    const struct net_settings *set = &job->conn->w->srv->set;
+    const char *error;
+
+    switch (req->status) {
+    case AUTH_OK: {
+        const char *location = req->entry.mail[0] != '\0' ? req->entry.mail : set->mail_location;
+        char *path = store_location_expand(location, set->base_dir, req->entry.user,
+                                           req->entry.home, &error);
+        if (path == NULL) {
+            log_error("mail location for %s: %s", req->entry.user, error);
+            job->result = POP3_AUTH_PERMFAIL;
+            break;
+        }
+        switch (maildir_open(path, &job->mb, &error)) {
+        case STORE_OK:
+            job->result = POP3_AUTH_OK;
+            break;
+        case STORE_IN_USE:
+            job->result = POP3_AUTH_IN_USE;
+            break;
+        case STORE_TEMPFAIL:
+            log_error("mailbox %s: %s", path, error);
+            job->result = POP3_AUTH_TEMPFAIL;
+            break;
+        case STORE_PERMFAIL:
+            log_error("mailbox %s: %s", path, error);
+            job->result = POP3_AUTH_PERMFAIL;
+            break;
+        }
+        free(path);
+        break;
+    }
+    case AUTH_FAIL:
+        job->result = POP3_AUTH_FAIL;
+        break;
+    case AUTH_DISABLED:
+        job->result = POP3_AUTH_DISABLED;
+        break;
+    case AUTH_TEMPFAIL:
+        job->result = POP3_AUTH_TEMPFAIL;
+        break;
+    }
+    worker_post(job->conn->w, job);
+}
+
+static void job_free(struct login_job **jobp)
+{
+    struct login_job *job = *jobp;
+
+    if (job == NULL)
+        return;
+    mailbox_close(&job->mb);
+    explicit_bzero(job, sizeof(*job));
+    free(job);
+    *jobp = NULL;
+}
+
+static void deliver_result(struct conn *c)
+{
+    struct login_job *job = c->job;
+    enum pop3_auth_result result = job->result;
+    struct mailbox *mb = job->mb;
+
+    job->mb = NULL;
+    job_free(&c->job);
+    if (result == POP3_AUTH_OK) {
+        c->logged_in = true;
+        evtimer_del(c->login_timer);
+    }
+    pop3_session_auth_done(c->session, result, mb);
+    process_input(c);
+}
+
+static void delay_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    deliver_result(arg);
+}
+
+static const char *result_reason(const struct login_job *job)
+{
+    switch (job->result) {
+    case POP3_AUTH_OK:
+        return NULL;
+    case POP3_AUTH_IN_USE:
+        return "mailbox in use";
+    case POP3_AUTH_TEMPFAIL:
+        return job->req.status == AUTH_TEMPFAIL ? "passdb unavailable" : "mailbox unavailable";
+    case POP3_AUTH_PERMFAIL:
+        return "mailbox unusable";
+    default:
+        return job->req.reason;
+    }
+}
+
+void conn_login_done(struct login_job *job)
+{
+    struct conn *c = job->conn;
+    struct audit_line a;
+
+    c->in_pool = false;
+    if (c->zombie) {
+        job_free(&job);
+        free(c);
+        return;
+    }
+    const char *reason = result_reason(job);
+    audit_conn(&a, c, "info", reason == NULL ? "auth_ok" : "auth_fail");
+    audit_str(&a, "user", job->req.user);
+    audit_tok(&a, "mech", c->mech);
+    audit_tok(&a, "tls", "no");
+    if (reason != NULL)
+        audit_str(&a, "reason", reason);
+    audit_end(&a);
+
+    if (job->result == POP3_AUTH_FAIL) {
+        /* A guesser waits; the answer is the same for every failure. */
+        unsigned ms =
+            guard_failure_delay_ms(c->w->srv->set.guard, (const struct sockaddr *)&c->addr);
+        if (ms > 0) {
+            struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+            if (c->delay_timer == NULL)
+                c->delay_timer = evtimer_new(c->w->base, delay_cb, c);
+            if (c->delay_timer != NULL && evtimer_add(c->delay_timer, &tv) == 0)
+                return;
+        }
+    }
+    deliver_result(c);
+}
+
+/* --- socket callbacks --- */
+
+static bool has_line(struct evbuffer *in)
+{
+    struct evbuffer_ptr p = evbuffer_search(in, "\n", 1, NULL);
+    return p.pos >= 0;
+}
+
+static void process_input(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    unsigned max_line = c->w->srv->set.max_line;
+
+    while (!c->closing && pop3_session_wants_input(c->session)) {
+        size_t len = evbuffer_get_length(in), eol_len;
+        if (len == 0)
+            break;
+        struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+        if ((eol.pos < 0 && len >= max_line) || (eol.pos >= 0 && (size_t)eol.pos + 2 > max_line)) {
+            pop3_session_line_too_long(c->session);
+            break;
+        }
+        if (eol.pos < 0)
+            break;
+        size_t total = (size_t)eol.pos + eol_len;
+        char *line = (char *)evbuffer_pullup(in, (ssize_t)total);
+        c->bytes_in += total;
+        pop3_session_input(c->session, line, (size_t)eol.pos);
+        /* The line may have been a password. */
+        explicit_bzero(line, total);
+        evbuffer_drain(in, total);
+    }
+    if (c->closing)
+        return;
+    bool idle = pop3_session_wants_input(c->session);
+    if (c->eof) {
+        if (idle && !has_line(in))
+            conn_free(c, "client closed");
+        return;
+    }
+    /* A session busy with a reply reads nothing: pipelined commands wait
+     * in the kernel, and the idle timer runs on the output side. */
+    if (idle)
+        bufferevent_enable(c->bev, EV_READ);
+    else
+        bufferevent_disable(c->bev, EV_READ);
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    process_input(arg);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+
+    if (c->closing) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            conn_free(c, c->logged_in ? "logout" : "closed");
+        return;
+    }
+    pop3_session_output_drained(c->session);
+    process_input(c);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+    static const char idle_msg[] = "-ERR Disconnected for inactivity\r\n";
+
+    (void)bev;
+    if (what & BEV_EVENT_EOF) {
+        c->eof = true;
+        if (!c->closing)
+            process_input(c);
+        return;
+    }
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !c->closing) {
+        io_write(c, idle_msg, sizeof(idle_msg) - 1);
+        conn_close_after_flush(c);
+        /* The flush gets the idle time again, then the connection goes. */
+        return;
+    }
+    conn_free(c, (what & BEV_EVENT_TIMEOUT) ? "timeout" : "connection error");
+}
+
+static void login_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    static const char msg[] = "-ERR Login timeout, closing\r\n";
+
+    (void)fd;
+    (void)what;
+    if (c->closing)
+        return;
+    io_write(c, msg, sizeof(msg) - 1);
+    conn_close_after_flush(c);
+}
+
+/* --- life cycle --- */
+
+static void conn_free(struct conn *c, const char *reason)
+{
+    struct worker *w = c->w;
+    struct audit_line a;
+    const char *user = c->session != NULL ? pop3_session_user(c->session) : NULL;
+
+    audit_conn(&a, c, "info", "disconnect");
+    if (c->logged_in && user != NULL)
+        audit_str(&a, "user", user);
+    audit_str(&a, "reason", reason);
+    audit_uint(&a, "in", c->bytes_in);
+    audit_uint(&a, "out", c->bytes_out);
+    audit_uint(&a, "secs", (uint64_t)(time(NULL) - c->started));
+    audit_end(&a);
+
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    guard_conn_close(w->srv->set.guard, (const struct sockaddr *)&c->addr);
+    /* Ends the session: an open mailbox is closed, nothing is removed. */
+    pop3_session_destroy(&c->session);
+    bufferevent_free(c->bev);
+    event_free(c->login_timer);
+    if (c->delay_timer != NULL)
+        event_free(c->delay_timer);
+    free(c->apop_ts);
+    if (c->in_pool) {
+        c->zombie = true;
+        return;
+    }
+    job_free(&c->job);
+    free(c);
+}
+
+void conn_close_all(struct worker *w)
+{
+    while (w->conns != NULL)
+        conn_free(w->conns, "server shutdown");
+}
+
+void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen)
+{
+    static const char full[] = "-ERR [SYS/TEMP] Too many connections, try again later\r\n";
+    struct server *srv = w->srv;
+    const struct net_settings *set = &srv->set;
+    struct conn *c;
+    int one = 1;
+
+    if ((size_t)salen > sizeof(c->addr))
+        salen = sizeof(c->addr);
+    enum guard_verdict v = guard_conn_open(set->guard, sa);
+    c = v == GUARD_ACCEPT ? calloc(1, sizeof(*c)) : NULL;
+    if (c == NULL) {
+        if (send(fd, full, sizeof(full) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+            /* The client goes away without the explanation. */
+        }
+        close(fd);
+        if (v == GUARD_ACCEPT)
+            guard_conn_close(set->guard, sa);
+        return;
+    }
+    c->w = w;
+    c->started = time(NULL);
+    memcpy(&c->addr, sa, (size_t)salen);
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &s6->sin6_addr, c->ip, sizeof(c->ip));
+        c->port = ntohs(s6->sin6_port);
+    } else {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &s4->sin_addr, c->ip, sizeof(c->ip));
+        c->port = ntohs(s4->sin_port);
+    }
+    uint64_t n = __atomic_fetch_add(&srv->sid_base, 1, __ATOMIC_RELAXED);
+    snprintf(c->sid, sizeof(c->sid), "%012llx", (unsigned long long)(n & 0xffffffffffffULL));
+    /* Replies are whole lines already: Nagle would only add a delay. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->login_timer = evtimer_new(w->base, login_timeout_cb, c);
+    if (set->apop) {
+        unsigned rnd = (unsigned)(n * 2654435761u);
+        if (asprintf(&c->apop_ts, "<%d.%x.%lld@%s>", (int)getpid(), rnd, (long long)c->started,
+                     srv->hostname) < 0)
+            c->apop_ts = NULL;
+    }
+    struct pop3_settings ps = {.greeting = set->greeting, .apop_timestamp = c->apop_ts};
+    if (c->bev != NULL && c->login_timer != NULL)
+        c->session = pop3_session_new(&ps, &conn_io, c);
+    if (c->session == NULL || (set->apop && c->apop_ts == NULL)) {
+        log_error("out of memory for a new connection");
+        if (c->bev != NULL)
+            bufferevent_free(c->bev);
+        else
+            close(fd);
+        if (c->login_timer != NULL)
+            event_free(c->login_timer);
+        pop3_session_destroy(&c->session);
+        free(c->apop_ts);
+        free(c);
+        guard_conn_close(set->guard, sa);
+        return;
+    }
+    c->next = w->conns;
+    if (w->conns != NULL)
+        w->conns->prev = c;
+    w->conns = c;
+
+    struct timeval idle = {set->idle_timeout, 0}, login = {set->login_timeout, 0};
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, set->max_line);
+    bufferevent_setwatermark(c->bev, EV_WRITE, OUTPUT_LOW_WATER, 0);
+    bufferevent_set_timeouts(c->bev, &idle, &idle);
+    evtimer_add(c->login_timer, &login);
+
+    struct audit_line a;
+    audit_conn(&a, c, "info", "connect");
+    audit_tok(&a, "tls", "no");
+    audit_end(&a);
+
+    pop3_session_start(c->session);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}

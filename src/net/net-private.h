@@ -1,0 +1,61 @@
+#ifndef POSTERN_NET_PRIVATE_H
+#define POSTERN_NET_PRIVATE_H
+
+#include "net/net.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "auth/auth.h"
+#include "daemon/defaults.h"
+#include "pop3/pop3.h"
+
+struct conn;
+
+/* One login attempt on its way through the pool and back. */
+struct login_job {
+    struct auth_request req; /* first: the pool runs it */
+    struct conn *conn;
+    enum pop3_auth_result result;
+    struct mailbox *mb;
+    struct login_job *next; /* in the worker's done list */
+};
+
+struct worker {
+    struct server *srv;
+    unsigned id;
+    struct event_base *base;
+    pthread_t thread;
+    struct evconnlistener *listeners[MAX_LISTEN];
+    struct event *retry_accept; /* after EMFILE: listeners paused briefly */
+    struct event *stop_ev;
+    /* Login results posted by pool threads, taken by this thread. */
+    pthread_mutex_t done_mutex;
+    struct login_job *done_head;
+    struct event *done_ev;
+    struct conn *conns; /* every open connection, for shutdown */
+};
+
+struct server {
+    struct net_settings set;
+    int listen_fds[MAX_LISTEN];
+    unsigned n_listen;
+    struct worker *workers;
+    unsigned n_workers;
+    bool started;
+    char hostname[256];
+    uint64_t sid_base;
+};
+
+/* conn.c */
+void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen);
+void conn_login_done(struct login_job *job);
+void conn_close_all(struct worker *w);
+/* Called on a pool thread: queue the job for its connection's worker. */
+void worker_post(struct worker *w, struct login_job *job);
+
+#endif

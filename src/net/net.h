@@ -1,0 +1,42 @@
+#ifndef POSTERN_NET_H
+#define POSTERN_NET_H
+
+/*
+ * Sockets to sessions: listeners, one libevent loop per I/O thread, the
+ * connection (framing, timeouts, backpressure) and the hand-off of login
+ * results from the worker pool back to the connection's own thread.
+ */
+
+#include <stdbool.h>
+
+struct auth;
+struct guard;
+
+struct net_settings {
+    unsigned threads; /* I/O threads, at least 1 */
+    unsigned login_timeout;
+    unsigned idle_timeout;
+    unsigned max_line;
+    const char *greeting;
+    bool apop;
+    const char *mail_location; /* "maildir:..." template */
+    const char *base_dir;      /* for a relative mail location */
+    struct auth *auth;
+    struct guard *guard;
+};
+
+struct server;
+
+struct server *server_new(const struct net_settings *set, const char **error_r);
+/* Binds every address "HOST:PORT" ("[v6]:PORT", "*:PORT") resolves to. */
+int server_listen(struct server *srv, const char *address, const char **error_r);
+/* Starts the I/O threads, which verify logins through auth; returns at
+ * once. Separate from server_new so that listeners can be bound before the
+ * daemon forks and threads started after. */
+int server_start(struct server *srv, struct auth *auth, const char **error_r);
+/* Stops accepting, ends every session (removing nothing) and joins the
+ * threads. Call from the main thread. */
+void server_stop(struct server *srv);
+void server_free(struct server **srv);
+
+#endif

@@ -1,0 +1,31 @@
+/* The CAPA answer (RFC 2449): what this session can do in its state. */
+#include "pop3/pop3-private.h"
+
+#include <string.h>
+
+void capa_write(struct pop3_session *s)
+{
+    char buf[512];
+    size_t n = 0;
+
+#define LINE(text)                                                                                 \
+    do {                                                                                           \
+        memcpy(buf + n, text "\r\n", sizeof(text) + 1);                                            \
+        n += sizeof(text) + 1;                                                                     \
+    } while (0)
+
+    LINE("+OK Capability list follows");
+    LINE("TOP");
+    LINE("UIDL");
+    LINE("RESP-CODES");
+    LINE("AUTH-RESP-CODE");
+    LINE("PIPELINING");
+    /* Postern never removes mail on its own. */
+    LINE("EXPIRE NEVER");
+    if (s->state == POP3_STATE_AUTHORIZATION)
+        LINE("USER");
+    LINE("IMPLEMENTATION Postern");
+    LINE(".");
+#undef LINE
+    session_write(s, buf, n);
+}

@@ -1,0 +1,138 @@
+#ifndef POSTERN_POP3_H
+#define POSTERN_POP3_H
+
+/*
+ * The POP3 protocol, pure: no sockets, no files, no clock. The caller feeds
+ * command lines in and receives bytes out through struct pop3_io; the
+ * mailbox arrives through the store vtable once authentication succeeded.
+ *
+ * Flow control: the session writes through io->write and never lets more
+ * than POP3_OUTPUT_HIGH bytes wait in the caller's output (io->pending).
+ * Long replies (LIST, UIDL, RETR, TOP) stop there and continue when the
+ * caller reports pop3_session_output_drained(). While a reply or an
+ * authentication is under way the session takes no input
+ * (pop3_session_wants_input() is false), so pipelined commands are
+ * answered in order and the caller's input buffer stays bounded.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+#define POP3_OUTPUT_HIGH (64 * 1024)
+
+enum pop3_state {
+    POP3_STATE_AUTHORIZATION = 1 << 0,
+    POP3_STATE_TRANSACTION = 1 << 1,
+    POP3_STATE_UPDATE = 1 << 2,
+};
+
+enum pop3_mech {
+    POP3_MECH_USER, /* USER + PASS */
+    POP3_MECH_APOP,
+};
+
+/* What the session asks the caller to verify. */
+struct pop3_auth_req {
+    enum pop3_mech mech;
+    const char *user;
+    /* The password, or for APOP the hex digest. Only valid during the
+     * io->auth call: the session wipes it right after. */
+    const char *secret;
+    size_t secret_len;
+};
+
+/* The caller's answer, given to pop3_session_auth_done(). */
+enum pop3_auth_result {
+    POP3_AUTH_OK,       /* mailbox must be non-NULL */
+    POP3_AUTH_FAIL,     /* bad user or password: the same answer for both */
+    POP3_AUTH_DISABLED, /* account exists but may not use POP3 */
+    POP3_AUTH_IN_USE,   /* mailbox locked by another session */
+    POP3_AUTH_TEMPFAIL, /* passdb or mailbox temporarily unusable */
+    POP3_AUTH_PERMFAIL, /* mailbox cannot be used (configuration) */
+};
+
+enum pop3_event_type {
+    POP3_EVENT_RETR, /* msg, uid, size */
+    POP3_EVENT_DELE, /* msg, uid, size: removed in UPDATE */
+    POP3_EVENT_QUIT, /* deleted, failed */
+};
+
+struct pop3_event {
+    enum pop3_event_type type;
+    unsigned msg; /* 1-based */
+    const char *uid;
+    uint64_t size;
+    unsigned deleted, failed;
+};
+
+struct pop3_io {
+    /* Queues bytes for the client. */
+    void (*write)(void *ctx, const void *data, size_t size);
+    /* Bytes queued and not yet sent. */
+    size_t (*pending)(void *ctx);
+    /* Starts verifying credentials; the answer comes later through
+     * pop3_session_auth_done() (it must not be called from inside). */
+    void (*auth)(void *ctx, const struct pop3_auth_req *req);
+    /* The session is over: send what is queued, then close. */
+    void (*close)(void *ctx);
+    /* Audit hook; may be NULL. */
+    void (*event)(void *ctx, const struct pop3_event *ev);
+};
+
+struct pop3_settings {
+    const char *greeting;       /* text after "+OK " */
+    const char *apop_timestamp; /* "<...>" in the greeting, or NULL: no APOP */
+};
+
+struct pop3_session;
+
+struct pop3_session *pop3_session_new(const struct pop3_settings *set, const struct pop3_io *io,
+                                      void *ctx);
+/* Frees the session; an open mailbox is closed without removing anything. */
+void pop3_session_destroy(struct pop3_session **s);
+
+/* Sends the greeting. */
+void pop3_session_start(struct pop3_session *s);
+/* One command line, without its CRLF or LF. */
+void pop3_session_input(struct pop3_session *s, const char *line, size_t len);
+/* The client sent a line longer than the caller accepts: -ERR and close. */
+void pop3_session_line_too_long(struct pop3_session *s);
+bool pop3_session_wants_input(const struct pop3_session *s);
+void pop3_session_output_drained(struct pop3_session *s);
+/* Completes io->auth. user is the canonical name (may differ in case). */
+void pop3_session_auth_done(struct pop3_session *s, enum pop3_auth_result result,
+                            struct mailbox *mb);
+enum pop3_state pop3_session_state(const struct pop3_session *s);
+const char *pop3_session_user(const struct pop3_session *s);
+
+/*
+ * Wire encoder (dotstuff.c): message bytes in, POP3 wire bytes out. LF or
+ * CRLF line ends become CRLF, a '.' at the start of a line is doubled, a
+ * last line without newline is ended with CRLF. With a line limit (TOP) it
+ * sends the header, the empty line and that many body lines, then stops.
+ */
+struct dotstuff {
+    bool bol;       /* at the beginning of a line */
+    bool cr;        /* last byte was a CR that may start a CRLF */
+    bool in_header; /* before the empty line that ends the header */
+    bool done;      /* line limit reached: ignore the rest */
+    uint64_t body_lines_left;
+    bool limited;
+};
+
+/* body_lines < 0: the whole message. */
+void dotstuff_init(struct dotstuff *d, int64_t body_lines);
+/* out must hold DOTSTUFF_MAX_OUT(len) bytes; returns bytes written. */
+#define DOTSTUFF_MAX_OUT(len) (2 * (len) + 3)
+size_t dotstuff_encode(struct dotstuff *d, const void *in, size_t len, void *out);
+/* Ends the message (without the terminating ".\r\n"); out holds 3 bytes. */
+size_t dotstuff_finish(struct dotstuff *d, void *out);
+static inline bool dotstuff_done(const struct dotstuff *d)
+{
+    return d->done;
+}
+
+#endif

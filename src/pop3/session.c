@@ -1,0 +1,328 @@
+/*
+ * The session state machine: input framing into command and arguments,
+ * dispatch through the command table (which checks state and argument
+ * count once for every command), authentication results, and the
+ * continuation that produces long replies as fast as the client reads.
+ */
+#include "pop3/pop3-private.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct pop3_session *pop3_session_new(const struct pop3_settings *set, const struct pop3_io *io,
+                                      void *ctx)
+{
+    struct pop3_session *s = calloc(1, sizeof(*s));
+
+    if (s == NULL)
+        return NULL;
+    s->set = *set;
+    s->io = io;
+    s->ctx = ctx;
+    s->state = POP3_STATE_AUTHORIZATION;
+    return s;
+}
+
+void pop3_session_destroy(struct pop3_session **sp)
+{
+    struct pop3_session *s = *sp;
+
+    if (s == NULL)
+        return;
+    if (s->mb != NULL) {
+        mail_stream_close(s->mb, &s->stream);
+        mailbox_close(&s->mb);
+    }
+    free(s->deleted);
+    free(s);
+    *sp = NULL;
+}
+
+void session_write(struct pop3_session *s, const void *data, size_t size)
+{
+    if (!s->closed)
+        s->io->write(s->ctx, data, size);
+}
+
+/* Formats one reply line and adds CRLF. */
+void session_reply(struct pop3_session *s, const char *fmt, ...)
+{
+    char line[POP3_REPLY_MAX + 16];
+    va_list ap;
+
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n > sizeof(line) - 3)
+        n = (int)sizeof(line) - 3;
+    line[n++] = '\r';
+    line[n++] = '\n';
+    session_write(s, line, (size_t)n);
+}
+
+void session_close(struct pop3_session *s)
+{
+    if (s->closed)
+        return;
+    s->closed = true;
+    if (s->mb != NULL)
+        mail_stream_close(s->mb, &s->stream);
+    s->out = OUT_NONE;
+    s->io->close(s->ctx);
+}
+
+void pop3_session_start(struct pop3_session *s)
+{
+    if (s->set.apop_timestamp != NULL)
+        session_reply(s, "+OK %s %s", s->set.greeting, s->set.apop_timestamp);
+    else
+        session_reply(s, "+OK %s", s->set.greeting);
+}
+
+bool pop3_session_wants_input(const struct pop3_session *s)
+{
+    return !s->closed && !s->auth_pending && s->out == OUT_NONE &&
+           s->io->pending(s->ctx) < POP3_OUTPUT_HIGH;
+}
+
+enum pop3_state pop3_session_state(const struct pop3_session *s)
+{
+    return s->state;
+}
+
+const char *pop3_session_user(const struct pop3_session *s)
+{
+    return s->have_user || s->state != POP3_STATE_AUTHORIZATION ? s->user : NULL;
+}
+
+void pop3_session_line_too_long(struct pop3_session *s)
+{
+    session_reply(s, "-ERR Line too long");
+    session_close(s);
+}
+
+/*
+ * Splits "CMD arg1 arg2" at runs of spaces and returns the command length.
+ * *too_many_r tells that there are more arguments than any command takes.
+ */
+static size_t parse_line(const char *line, size_t len, struct pop3_args *a, bool *too_many_r)
+{
+    size_t i = 0, n;
+
+    memset(a, 0, sizeof(*a));
+    *too_many_r = false;
+    while (i < len && line[i] != ' ')
+        i++;
+    n = i;
+    if (i < len) {
+        a->rest = line + i + 1;
+        a->rest_len = len - i - 1;
+    }
+    for (;;) {
+        while (i < len && line[i] == ' ')
+            i++;
+        if (i == len)
+            break;
+        size_t start = i;
+        while (i < len && line[i] != ' ')
+            i++;
+        if (a->count == POP3_MAX_ARGS) {
+            *too_many_r = true;
+            break;
+        }
+        a->arg[a->count] = line + start;
+        a->len[a->count] = i - start;
+        a->count++;
+    }
+    return n;
+}
+
+static const char *state_name(enum pop3_state st)
+{
+    return st == POP3_STATE_AUTHORIZATION ? "before login" : "after login";
+}
+
+void pop3_session_input(struct pop3_session *s, const char *line, size_t len)
+{
+    struct pop3_args args;
+    const struct pop3_command *cmd;
+    enum cmd_result r;
+
+    if (!pop3_session_wants_input(s))
+        return;
+    if (memchr(line, '\0', len) != NULL) {
+        session_reply(s, "-ERR NUL byte in command");
+        return;
+    }
+    bool too_many;
+    size_t n = parse_line(line, len, &args, &too_many);
+    if (n == 0) {
+        session_reply(s, "-ERR Empty command");
+        return;
+    }
+    cmd = pop3_command_find(line, n);
+    if (cmd == NULL) {
+        session_reply(s, "-ERR Unknown command");
+        return;
+    }
+    if ((cmd->states & s->state) == 0) {
+        session_reply(s, "-ERR %s is not allowed %s", cmd->name, state_name(s->state));
+        return;
+    }
+    if (cmd->raw) {
+        if (args.rest_len == 0) {
+            session_reply(s, "-ERR %s needs an argument", cmd->name);
+            return;
+        }
+    } else if (too_many || args.count > cmd->max_args) {
+        session_reply(s, "-ERR Too many arguments for %s", cmd->name);
+        return;
+    } else if (args.count < cmd->min_args) {
+        session_reply(s, "-ERR Missing argument for %s", cmd->name);
+        return;
+    }
+
+    s->reply[0] = '\0';
+    r = cmd->handler(s, &args);
+    switch (r) {
+    case CMD_OK:
+    case CMD_STREAM:
+        session_reply(s, s->reply[0] != '\0' ? "+OK %s" : "+OK", s->reply);
+        if (r == CMD_STREAM)
+            session_continue(s);
+        break;
+    case CMD_ERR:
+        session_reply(s, "-ERR %s", s->reply);
+        break;
+    case CMD_ASYNC:
+    case CMD_DONE:
+        break;
+    }
+}
+
+void pop3_session_auth_done(struct pop3_session *s, enum pop3_auth_result result,
+                            struct mailbox *mb)
+{
+    s->auth_pending = false;
+    if (result != POP3_AUTH_OK) {
+        s->have_user = false;
+        switch (result) {
+        case POP3_AUTH_DISABLED:
+            session_reply(s, "-ERR [AUTH] POP3 access is disabled for this account");
+            break;
+        case POP3_AUTH_IN_USE:
+            session_reply(s, "-ERR [IN-USE] Mailbox is in use by another session");
+            break;
+        case POP3_AUTH_TEMPFAIL:
+            session_reply(s, "-ERR [SYS/TEMP] Temporary failure, try again later");
+            break;
+        case POP3_AUTH_PERMFAIL:
+            session_reply(s, "-ERR [SYS/PERM] Mailbox is not available");
+            break;
+        default:
+            session_reply(s, "-ERR [AUTH] Authentication failed");
+            break;
+        }
+        return;
+    }
+
+    unsigned count = mailbox_count(mb);
+    s->deleted = calloc((count + 7) / 8 + 1, 1);
+    if (s->deleted == NULL) {
+        mailbox_close(&mb);
+        session_reply(s, "-ERR [SYS/TEMP] Out of memory");
+        return;
+    }
+    s->mb = mb;
+    s->count = count;
+    for (unsigned i = 0; i < count; i++)
+        s->total_size += mailbox_msg_size(mb, i);
+    s->state = POP3_STATE_TRANSACTION;
+    session_reply(s, "+OK Logged in, %u message%s (%llu octets)", count, count == 1 ? "" : "s",
+                  (unsigned long long)s->total_size);
+}
+
+/* Appends LIST or UIDL lines while the client keeps up. */
+static void continue_listing(struct pop3_session *s)
+{
+    char buf[4096];
+    size_t used = 0;
+
+    while (s->cursor < s->count) {
+        unsigned i = s->cursor;
+        if (used + 100 > sizeof(buf)) {
+            session_write(s, buf, used);
+            used = 0;
+            if (s->io->pending(s->ctx) >= POP3_OUTPUT_HIGH)
+                return;
+        }
+        s->cursor++;
+        if (session_is_deleted(s, i))
+            continue;
+        int n;
+        if (s->out == OUT_LIST)
+            n = snprintf(buf + used, sizeof(buf) - used, "%u %llu\r\n", i + 1,
+                         (unsigned long long)mailbox_msg_size(s->mb, i));
+        else
+            n = snprintf(buf + used, sizeof(buf) - used, "%u %s\r\n", i + 1,
+                         mailbox_msg_uid(s->mb, i));
+        used += (size_t)n;
+    }
+    memcpy(buf + used, ".\r\n", 3);
+    session_write(s, buf, used + 3);
+    s->out = OUT_NONE;
+}
+
+/* Sends message bytes through the encoder until the output is full. */
+static void continue_message(struct pop3_session *s)
+{
+    unsigned char in[POP3_READ_CHUNK];
+    unsigned char out[DOTSTUFF_MAX_OUT(POP3_READ_CHUNK)];
+
+    while (s->io->pending(s->ctx) < POP3_OUTPUT_HIGH) {
+        ssize_t n = dotstuff_done(&s->ds) ? 0 : mail_stream_read(s->mb, s->stream, in, sizeof(in));
+        if (n < 0) {
+            /* The +OK has gone out: a -ERR now would be read as message
+             * text. Closing without the final dot tells the client the
+             * message is incomplete, and nothing is deleted. */
+            session_close(s);
+            return;
+        }
+        if (n == 0) {
+            size_t m = dotstuff_finish(&s->ds, out);
+            memcpy(out + m, ".\r\n", 3);
+            session_write(s, out, m + 3);
+            mail_stream_close(s->mb, &s->stream);
+            s->out = OUT_NONE;
+            return;
+        }
+        size_t m = dotstuff_encode(&s->ds, in, (size_t)n, out);
+        session_write(s, out, m);
+    }
+}
+
+void session_continue(struct pop3_session *s)
+{
+    if (s->closed)
+        return;
+    switch (s->out) {
+    case OUT_LIST:
+    case OUT_UIDL:
+        continue_listing(s);
+        break;
+    case OUT_MSG:
+        continue_message(s);
+        break;
+    case OUT_NONE:
+        break;
+    }
+}
+
+void pop3_session_output_drained(struct pop3_session *s)
+{
+    session_continue(s);
+}

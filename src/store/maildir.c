@@ -1,0 +1,604 @@
+/*
+ * Maildir backend: new/ and cur/ (never tmp/), a snapshot at open, the
+ * mailbox lock, and removal in UPDATE. Another program (an MUA, Dovecot)
+ * may rename a message from new/ to cur/ or change its flags during a
+ * session; such a message is found again by its base name. One that
+ * vanished is reported, never a crash.
+ */
+#include "store/store-private.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define LOCK_FILE_NAME "postern-lock"
+
+struct maildir_msg {
+    uint32_t entry;  /* index entry: base name, time, size */
+    uint32_t suffix; /* arena offset of ":2,S" and the like; 0 = none */
+    uint32_t uid;    /* arena offset of a digest uid; 0 = the base name */
+    bool cur;        /* in cur/ rather than new/ */
+};
+
+struct maildir {
+    struct mailbox box;
+    int dir_fd;
+    int lock_fd;
+    dev_t dev;
+    ino_t ino;
+    struct index idx;
+    struct maildir_msg *msgs;
+    unsigned count;
+    char *arena; /* suffixes and digest uids; offset 0 is unused */
+    size_t arena_used, arena_cap;
+    bool expunged_new, expunged_cur;
+};
+
+struct mail_stream {
+    int fd;
+};
+
+static _Thread_local char error_buf[512];
+
+static const char *error_errno(const char *what, const char *path)
+{
+    /* A long path is cut short in the message, which is fine. */
+    if (snprintf(error_buf, sizeof(error_buf), "%s %s: %s", what, path, strerror(errno)) < 0)
+        return what;
+    return error_buf;
+}
+
+/*
+ * The in-process lock table: flock() already excludes other processes
+ * and other open file descriptions, but the table answers without a
+ * system call and makes the rule explicit for threads.
+ */
+struct lock_node {
+    dev_t dev;
+    ino_t ino;
+    struct lock_node *next;
+};
+#define LOCK_BUCKETS 1024
+static struct lock_node *lock_table[LOCK_BUCKETS];
+static pthread_mutex_t lock_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+static bool lock_table_take(dev_t dev, ino_t ino)
+{
+    size_t b = (size_t)(ino ^ dev) % LOCK_BUCKETS;
+    bool ok = true;
+
+    pthread_mutex_lock(&lock_mutex);
+    for (struct lock_node *n = lock_table[b]; n != NULL; n = n->next) {
+        if (n->dev == dev && n->ino == ino) {
+            ok = false;
+            break;
+        }
+    }
+    if (ok) {
+        struct lock_node *n = malloc(sizeof(*n));
+        if (n == NULL) {
+            ok = false;
+        } else {
+            n->dev = dev;
+            n->ino = ino;
+            n->next = lock_table[b];
+            lock_table[b] = n;
+        }
+    }
+    pthread_mutex_unlock(&lock_mutex);
+    return ok;
+}
+
+static void lock_table_release(dev_t dev, ino_t ino)
+{
+    size_t b = (size_t)(ino ^ dev) % LOCK_BUCKETS;
+
+    pthread_mutex_lock(&lock_mutex);
+    for (struct lock_node **np = &lock_table[b]; *np != NULL; np = &(*np)->next) {
+        if ((*np)->dev == dev && (*np)->ino == ino) {
+            struct lock_node *n = *np;
+            *np = n->next;
+            free(n);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&lock_mutex);
+}
+
+static uint32_t arena_add(struct maildir *md, const char *s, size_t len)
+{
+    if (md->arena_used + len + 1 > md->arena_cap) {
+        size_t cap = md->arena_cap == 0 ? 256 : md->arena_cap;
+        while (cap < md->arena_used + len + 1)
+            cap *= 2;
+        if (cap > UINT32_MAX)
+            return 0;
+        char *a = realloc(md->arena, cap);
+        if (a == NULL)
+            return 0;
+        md->arena = a;
+        md->arena_cap = cap;
+        if (md->arena_used == 0)
+            md->arena_used = 1; /* offset 0 means "none" */
+    }
+    uint32_t off = (uint32_t)md->arena_used;
+    memcpy(md->arena + off, s, len);
+    md->arena[off + len] = '\0';
+    md->arena_used += len + 1;
+    return off;
+}
+
+static const char *msg_base(const struct maildir *md, const struct maildir_msg *m)
+{
+    return index_base(&md->idx, &md->idx.entries[m->entry]);
+}
+
+/* "cur/BASE:2,S" relative to the Maildir. */
+static int msg_path(const struct maildir *md, const struct maildir_msg *m, char *buf, size_t size)
+{
+    int n = snprintf(buf, size, "%s/%s%s", m->cur ? "cur" : "new", msg_base(md, m),
+                     m->suffix != 0 ? md->arena + m->suffix : "");
+    return n > 0 && (size_t)n < size ? 0 : -1;
+}
+
+/* Delivery time from a Maildir name "<seconds>.<unique>.<host>", or -1. */
+static int64_t name_time(const char *name, size_t len)
+{
+    int64_t t = 0;
+    size_t i;
+
+    for (i = 0; i < len && i < 18 && name[i] >= '0' && name[i] <= '9'; i++)
+        t = t * 10 + (name[i] - '0');
+    return i > 0 && i < len && name[i] == '.' ? t : -1;
+}
+
+/* The ",W=<size>" that Dovecot (and postern deliver) put in the base name. */
+static bool name_wire_size(const char *base, size_t len, uint64_t *size_r)
+{
+    for (size_t i = 0; i + 3 < len; i++) {
+        if (base[i] != ',' || base[i + 1] != 'W' || base[i + 2] != '=')
+            continue;
+        uint64_t v = 0;
+        size_t j = i + 3;
+        for (; j < len && base[j] >= '0' && base[j] <= '9' && j < i + 3 + 19; j++)
+            v = v * 10 + (uint64_t)(base[j] - '0');
+        if (j > i + 3 && (j == len || base[j] == ',')) {
+            *size_r = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Reads the file once to learn its wire size (and time, if the name has
+ * none). Only for messages the index does not know yet. */
+static int measure(int dir_fd, const char *name, bool need_time, int64_t *time_r, uint64_t *size_r,
+                   bool need_size)
+{
+    int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st;
+
+    if (fd < 0)
+        return -1;
+    if (need_time) {
+        if (fstat(fd, &st) < 0) {
+            close(fd);
+            return -1;
+        }
+        *time_r = (int64_t)st.st_mtime;
+    }
+    if (need_size) {
+        struct wire_counter wc;
+        char buf[65536];
+        ssize_t n;
+        wire_counter_init(&wc);
+        while ((n = read(fd, buf, sizeof(buf))) > 0)
+            wire_counter_add(&wc, buf, (size_t)n);
+        if (n < 0) {
+            close(fd);
+            return -1;
+        }
+        *size_r = wire_counter_finish(&wc);
+    }
+    close(fd);
+    return 0;
+}
+
+static int add_msg(struct maildir *md, int dir_fd, bool cur, const char *name)
+{
+    const char *colon = strchr(name, ':');
+    size_t blen = colon != NULL ? (size_t)(colon - name) : strlen(name);
+    struct index_entry *e;
+
+    if (blen == 0 || memchr(name, '\n', blen) != NULL)
+        return 0; /* not a message a Maildir writer would make */
+    e = index_find(&md->idx, name, blen);
+    if (e != NULL && e->seen)
+        return 0; /* the same message in new/ and cur/: show it once */
+    if (e == NULL) {
+        int64_t time = name_time(name, blen);
+        uint64_t size = 0;
+        bool have_size = name_wire_size(name, blen, &size);
+        if ((time < 0 || !have_size) &&
+            measure(dir_fd, name, time < 0, &time, &size, !have_size) < 0)
+            return errno == ENOENT ? 0 : -1; /* ENOENT: renamed away, seen in cur/ */
+        e = index_add(&md->idx, name, blen, time, size);
+        if (e == NULL)
+            return -1;
+    }
+    e->seen = true;
+    if (md->count % 64 == 0) {
+        struct maildir_msg *m = realloc(md->msgs, (md->count + 64) * sizeof(*m));
+        if (m == NULL)
+            return -1;
+        md->msgs = m;
+    }
+    struct maildir_msg *m = &md->msgs[md->count];
+    m->entry = (uint32_t)(e - md->idx.entries);
+    m->cur = cur;
+    m->suffix = 0;
+    m->uid = 0;
+    if (colon != NULL && (m->suffix = arena_add(md, colon, strlen(colon))) == 0)
+        return -1;
+    char uid[71];
+    store_uid_from_base(name, blen, uid);
+    if ((strlen(uid) != blen || memcmp(uid, name, blen) != 0) &&
+        (m->uid = arena_add(md, uid, strlen(uid))) == 0)
+        return -1;
+    md->count++;
+    return 0;
+}
+
+static int scan_dir(struct maildir *md, bool cur, const char **error_r)
+{
+    const char *sub = cur ? "cur" : "new";
+    int fd = openat(md->dir_fd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d;
+    struct dirent *de;
+
+    if (fd < 0 || (d = fdopendir(fd)) == NULL) {
+        *error_r = error_errno("cannot open", sub);
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    errno = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        if (add_msg(md, fd, cur, de->d_name) < 0) {
+            *error_r = error_errno("cannot read message", de->d_name);
+            closedir(d);
+            return -1;
+        }
+        errno = 0;
+    }
+    int err = errno;
+    closedir(d);
+    if (err != 0) {
+        errno = err;
+        *error_r = error_errno("cannot read", sub);
+        return -1;
+    }
+    return 0;
+}
+
+/* qsort has no context argument; the snapshot being sorted is per thread. */
+static _Thread_local const struct maildir *sort_md;
+
+static int msg_cmp(const void *a, const void *b)
+{
+    const struct maildir_msg *x = a, *y = b;
+    const struct index_entry *ex = &sort_md->idx.entries[x->entry];
+    const struct index_entry *ey = &sort_md->idx.entries[y->entry];
+
+    if (ex->time != ey->time)
+        return ex->time < ey->time ? -1 : 1;
+    return strcmp(index_base(&sort_md->idx, ex), index_base(&sort_md->idx, ey));
+}
+
+static const struct mailbox_vfuncs maildir_vfuncs;
+
+static void maildir_free(struct maildir *md)
+{
+    index_free(&md->idx);
+    free(md->msgs);
+    free(md->arena);
+    if (md->lock_fd >= 0) {
+        close(md->lock_fd); /* releases the flock */
+        lock_table_release(md->dev, md->ino);
+    }
+    if (md->dir_fd >= 0)
+        close(md->dir_fd);
+    free(md);
+}
+
+static int make_dirs(const char *path, const char **error_r)
+{
+    static const char *const subs[] = {"tmp", "new", "cur"};
+    char buf[4096];
+
+    if (strlen(path) >= sizeof(buf) - 8) {
+        *error_r = "mailbox path too long";
+        return -1;
+    }
+    /* Parents first, as Postfix does for a first delivery. */
+    for (char *p = strcpy(buf, path) + 1; (p = strchr(p, '/')) != NULL; p++) {
+        *p = '\0';
+        if (mkdir(buf, 0700) < 0 && errno != EEXIST) {
+            *error_r = error_errno("cannot create", buf);
+            return -1;
+        }
+        *p = '/';
+    }
+    if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+        *error_r = error_errno("cannot create", path);
+        return -1;
+    }
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(buf, sizeof(buf), "%s/%s", path, subs[i]);
+        if (mkdir(buf, 0700) < 0 && errno != EEXIST) {
+            *error_r = error_errno("cannot create", buf);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+enum store_status maildir_open(const char *path, struct mailbox **mb_r, const char **error_r)
+{
+    struct maildir *md = calloc(1, sizeof(*md));
+    struct stat st;
+    enum store_status status = STORE_TEMPFAIL;
+
+    if (md == NULL) {
+        *error_r = "out of memory";
+        return STORE_TEMPFAIL;
+    }
+    md->box.v = &maildir_vfuncs;
+    md->lock_fd = -1;
+    md->dir_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (md->dir_fd < 0 && errno == ENOENT) {
+        if (make_dirs(path, error_r) < 0) {
+            status = STORE_PERMFAIL;
+            goto fail;
+        }
+        md->dir_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    }
+    if (md->dir_fd < 0 || fstat(md->dir_fd, &st) < 0) {
+        status =
+            errno == EACCES || errno == ENOTDIR || errno == ELOOP ? STORE_PERMFAIL : STORE_TEMPFAIL;
+        *error_r = error_errno("cannot open mailbox", path);
+        goto fail;
+    }
+    if (!lock_table_take(st.st_dev, st.st_ino)) {
+        *error_r = "mailbox in use";
+        status = STORE_IN_USE;
+        goto fail;
+    }
+    md->dev = st.st_dev;
+    md->ino = st.st_ino;
+    md->lock_fd =
+        openat(md->dir_fd, LOCK_FILE_NAME, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (md->lock_fd < 0) {
+        lock_table_release(md->dev, md->ino);
+        *error_r = error_errno("cannot create lock file in", path);
+        status = errno == EACCES ? STORE_PERMFAIL : STORE_TEMPFAIL;
+        goto fail;
+    }
+    if (flock(md->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        *error_r = errno == EWOULDBLOCK ? "mailbox in use" : error_errno("cannot lock", path);
+        status = errno == EWOULDBLOCK ? STORE_IN_USE : STORE_TEMPFAIL;
+        goto fail;
+    }
+    /* A Maildir made by hand may lack one of its folders. */
+    for (size_t i = 0; i < 3; i++)
+        mkdirat(md->dir_fd, i == 0 ? "tmp" : i == 1 ? "new" : "cur", 0700);
+
+    index_load(&md->idx, md->dir_fd);
+    /* cur/ first: a message present in both is shown from cur/. */
+    if (scan_dir(md, true, error_r) < 0 || scan_dir(md, false, error_r) < 0)
+        goto fail;
+    if (md->count > 1) {
+        sort_md = md;
+        qsort(md->msgs, md->count, sizeof(*md->msgs), msg_cmp);
+        sort_md = NULL;
+    }
+    const char *error;
+    if (index_save(&md->idx, md->dir_fd, &error) < 0) {
+        /* The index is a cache; a read-only Maildir still works. */
+    }
+    *mb_r = &md->box;
+    return STORE_OK;
+fail:
+    maildir_free(md);
+    return status;
+}
+
+static unsigned maildir_count(const struct mailbox *mb)
+{
+    return ((const struct maildir *)mb)->count;
+}
+
+static uint64_t maildir_size(const struct mailbox *mb, unsigned i)
+{
+    const struct maildir *md = (const struct maildir *)mb;
+    return md->idx.entries[md->msgs[i].entry].size;
+}
+
+static const char *maildir_uid(const struct mailbox *mb, unsigned i)
+{
+    const struct maildir *md = (const struct maildir *)mb;
+    const struct maildir_msg *m = &md->msgs[i];
+    return m->uid != 0 ? md->arena + m->uid : msg_base(md, m);
+}
+
+/* Looks for the message's base name in cur/ and new/ again, after another
+ * program renamed it. Returns 1 found (m updated), 0 gone, -1 error. */
+static int relocate(struct maildir *md, struct maildir_msg *m)
+{
+    const char *base = msg_base(md, m);
+    size_t blen = strlen(base);
+
+    for (int pass = 0; pass < 2; pass++) {
+        bool cur = pass == 0;
+        int fd = openat(md->dir_fd, cur ? "cur" : "new", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+        struct dirent *de;
+        if (d == NULL) {
+            if (fd >= 0)
+                close(fd);
+            return -1;
+        }
+        while ((de = readdir(d)) != NULL) {
+            if (strncmp(de->d_name, base, blen) != 0 ||
+                (de->d_name[blen] != '\0' && de->d_name[blen] != ':'))
+                continue;
+            m->cur = cur;
+            m->suffix = 0;
+            if (de->d_name[blen] == ':')
+                m->suffix = arena_add(md, de->d_name + blen, strlen(de->d_name + blen));
+            bool ok = de->d_name[blen] == '\0' || m->suffix != 0;
+            closedir(d);
+            return ok ? 1 : -1;
+        }
+        closedir(d);
+    }
+    return 0;
+}
+
+static int maildir_open_msg(struct mailbox *mb, unsigned i, struct mail_stream **st_r,
+                            const char **error_r)
+{
+    struct maildir *md = (struct maildir *)mb;
+    struct maildir_msg *m = &md->msgs[i];
+    char path[4096];
+    int fd = -1;
+
+    for (int attempt = 0; attempt < 3 && fd < 0; attempt++) {
+        if (msg_path(md, m, path, sizeof(path)) < 0) {
+            *error_r = "message path too long";
+            return -1;
+        }
+        fd = openat(md->dir_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd >= 0)
+            break;
+        if (errno != ENOENT) {
+            *error_r = error_errno("cannot open", path);
+            return -1;
+        }
+        int r = relocate(md, m);
+        if (r <= 0) {
+            *error_r = r == 0 ? "message vanished" : error_errno("cannot search for", path);
+            return -1;
+        }
+    }
+    if (fd < 0) {
+        *error_r = "message keeps moving";
+        return -1;
+    }
+    struct mail_stream *st = malloc(sizeof(*st));
+    if (st == NULL) {
+        close(fd);
+        *error_r = "out of memory";
+        return -1;
+    }
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    st->fd = fd;
+    *st_r = st;
+    return 0;
+}
+
+static ssize_t maildir_read(struct mail_stream *st, void *buf, size_t size)
+{
+    ssize_t n;
+
+    do
+        n = read(st->fd, buf, size);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
+static void maildir_close_msg(struct mail_stream *st)
+{
+    close(st->fd);
+    free(st);
+}
+
+static int maildir_expunge(struct mailbox *mb, unsigned i, const char **error_r)
+{
+    struct maildir *md = (struct maildir *)mb;
+    struct maildir_msg *m = &md->msgs[i];
+    char path[4096];
+
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (msg_path(md, m, path, sizeof(path)) < 0) {
+            *error_r = "message path too long";
+            return -1;
+        }
+        if (unlinkat(md->dir_fd, path, 0) == 0) {
+            if (m->cur)
+                md->expunged_cur = true;
+            else
+                md->expunged_new = true;
+            return 0;
+        }
+        if (errno != ENOENT) {
+            *error_r = error_errno("cannot remove", path);
+            return -1;
+        }
+        int r = relocate(md, m);
+        if (r == 0)
+            return 0; /* already gone: what DELE asked for */
+        if (r < 0) {
+            *error_r = error_errno("cannot search for", path);
+            return -1;
+        }
+    }
+    *error_r = "message keeps moving";
+    return -1;
+}
+
+static int maildir_expunge_commit(struct mailbox *mb, const char **error_r)
+{
+    struct maildir *md = (struct maildir *)mb;
+    int ret = 0;
+
+    for (int pass = 0; pass < 2; pass++) {
+        if (!(pass == 0 ? md->expunged_new : md->expunged_cur))
+            continue;
+        const char *sub = pass == 0 ? "new" : "cur";
+        int fd = openat(md->dir_fd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || fsync(fd) < 0) {
+            *error_r = error_errno("cannot sync", sub);
+            ret = -1;
+        }
+        if (fd >= 0)
+            close(fd);
+    }
+    return ret;
+}
+
+static void maildir_close(struct mailbox *mb)
+{
+    maildir_free((struct maildir *)mb);
+}
+
+static const struct mailbox_vfuncs maildir_vfuncs = {
+    .count = maildir_count,
+    .size = maildir_size,
+    .uid = maildir_uid,
+    .open_msg = maildir_open_msg,
+    .read = maildir_read,
+    .close_msg = maildir_close_msg,
+    .expunge = maildir_expunge,
+    .expunge_commit = maildir_expunge_commit,
+    .close = maildir_close,
+};
