@@ -47,12 +47,16 @@ deps-build:
 	@scripts/deps build
 
 # --- objects: one tree per build flavour ---
+# V=1 shows the full compiler command lines.
+Q := $(if $(V),,@)
 build/release/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS_RELEASE) -MMD -MP -c $< -o $@
+	@$(if $(V),,echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS_RELEASE) -MMD -MP -c $< -o $@
 build/asan/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS_ASAN) -MMD -MP -c $< -o $@
+	@$(if $(V),,echo "  CC asan $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS_ASAN) -MMD -MP -c $< -o $@
 
 obj = $(patsubst %.c,build/$(1)/%.o,$(2))
 
@@ -86,7 +90,8 @@ integration: build/posternd build/postern build/asan/posternd build/asan/postern
 
 # libFuzzer needs clang; without it the fuzz targets are skipped, saying so.
 FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
-FUZZ_CFLAGS := -std=c17 -D_GNU_SOURCE -Isrc $(PKG_CFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined
+FUZZ_CFLAGS := -std=c17 -D_GNU_SOURCE -Isrc $(PKG_CFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined \
+               -fno-sanitize-recover=undefined
 build/fuzz/%: tests/fuzz/fuzz_%.c $(CORE_SRC) $(UNIT_MOCKS)
 	@mkdir -p build/fuzz
 	clang $(FUZZ_CFLAGS) -Itests/unit -o $@ $^ $(PKG_LIBS) -lpthread

@@ -30,16 +30,36 @@ enum hash_scheme hash_scheme_lookup(const char *name, size_t len)
     return HASH_UNKNOWN;
 }
 
-/* struct crypt_data is 32 KiB: one per thread, not per call. */
+/* struct crypt_data is 32 KiB: one per thread, not per call. The key's
+ * destructor frees it when the thread ends (pool threads come and go). */
 static _Thread_local struct crypt_data *crypt_buf;
+static pthread_key_t crypt_key;
+static pthread_once_t crypt_key_once = PTHREAD_ONCE_INIT;
+static bool crypt_key_ok;
+
+static void crypt_buf_free(void *p)
+{
+    explicit_bzero(p, sizeof(struct crypt_data));
+    free(p);
+}
+
+static void crypt_key_init(void)
+{
+    crypt_key_ok = pthread_key_create(&crypt_key, crypt_buf_free) == 0;
+}
 
 static bool crypt_check(const char *stored, const char *password, size_t len)
 {
     char pw[1024];
     bool ok = false;
 
-    if (crypt_buf == NULL && (crypt_buf = calloc(1, sizeof(*crypt_buf))) == NULL)
-        return false;
+    if (crypt_buf == NULL) {
+        if ((crypt_buf = calloc(1, sizeof(*crypt_buf))) == NULL)
+            return false;
+        pthread_once(&crypt_key_once, crypt_key_init);
+        if (crypt_key_ok)
+            pthread_setspecific(crypt_key, crypt_buf);
+    }
     if (len >= sizeof(pw))
         len = sizeof(pw) - 1; /* still hashed: the cost must not depend on the input */
     memcpy(pw, password, len);

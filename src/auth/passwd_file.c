@@ -97,6 +97,12 @@ int passwd_line_parse(char *line, struct passwd_line *pl, const char **error_r)
         *error_r = "unknown password scheme";
         return -1;
     }
+    /* "{PLAIN}" alone would be an empty password, which APOP accepts
+     * from anyone who can compute MD5(timestamp). */
+    if (pl->hash[0] == '\0') {
+        *error_r = "empty password";
+        return -1;
+    }
     if (pl->scheme == HASH_CRYPT && pl->hash[0] != '$') {
         *error_r = "crypt hash must start with '$' (yescrypt, bcrypt, sha512-crypt, ...)";
         return -1;

@@ -1,4 +1,87 @@
-int main(void)
+/*
+ * postern: the administration tool. Reads the same configuration file as
+ * posternd, and changes accounts and mailboxes with the same atomic
+ * file operations the server relies on.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "lib/log.h"
+
+#define DEFAULT_CONFIG "/etc/postern/postern.conf"
+
+static void usage(FILE *f)
 {
-    return 0;
+    fprintf(f, "usage: postern [-c FILE] COMMAND ...\n"
+               "  user add NAME         add an account (password from stdin or a prompt)\n"
+               "  user passwd NAME      change its password\n"
+               "  user del NAME         remove the account (its mail stays)\n"
+               "  user list             list accounts\n"
+               "  user disable NAME     refuse POP3 logins for the account\n"
+               "  user enable NAME      allow them again\n"
+               "  deliver NAME          deliver the message on stdin into NAME's Maildir\n"
+               "  check                 validate the configuration and the passwd-file\n"
+               "FILE defaults to $POSTERN_CONFIG, then " DEFAULT_CONFIG ".\n");
+}
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("postern: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = getenv("POSTERN_CONFIG");
+    struct config cfg;
+    char err[1024];
+    int opt, ret;
+
+    while ((opt = getopt(argc, argv, "+c:h")) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    argc -= optind;
+    argv += optind;
+    if (argc < 1) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (path == NULL)
+        path = DEFAULT_CONFIG;
+    log_init("postern", true);
+    if (config_load(path, &cfg, err, sizeof(err)) < 0) {
+        cli_error("%s", err);
+        return EXIT_CONFIG;
+    }
+    if (strcmp(argv[0], "user") == 0)
+        ret = cmd_user(&cfg, argc - 1, argv + 1);
+    else if (strcmp(argv[0], "deliver") == 0)
+        ret = cmd_deliver(&cfg, argc - 1, argv + 1);
+    else if (strcmp(argv[0], "check") == 0 && argc == 1)
+        ret = cmd_check(&cfg, path);
+    else {
+        usage(stderr);
+        ret = EXIT_USAGE;
+    }
+    config_free(&cfg);
+    return ret;
 }

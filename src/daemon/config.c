@@ -52,6 +52,7 @@ struct parse_ctx {
     char *err;
     size_t errlen;
     bool failed;
+    unsigned fail_line; /* the line of the error in err */
 };
 
 static void fail(struct parse_ctx *p, const char *section, const char *name, const char *fmt,
@@ -62,6 +63,7 @@ static void fail(struct parse_ctx *p, const char *section, const char *name, con
     if (p->failed)
         return;
     p->failed = true;
+    p->fail_line = p->line;
     snprintf(why, sizeof(why), fmt, arg);
     if (name != NULL)
         snprintf(p->err, p->errlen, "%s:%u: [%s] %s: %s", p->cfg->path, p->line, section, name,
@@ -112,6 +114,11 @@ static int set_listen(struct parse_ctx *p, const struct key *k, const char *valu
     struct config *cfg = p->cfg;
     const char *v = value;
 
+    if (*v == '\0') {
+        /* Else the key counts as set, with no address at all. */
+        fail(p, k->section, k->name, "must not be empty%s", "");
+        return 0;
+    }
     while (*v != '\0') {
         size_t len = strcspn(v, ",");
         const char *s = v, *e = v + len;
@@ -304,7 +311,10 @@ int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
     p.text = text;
     int r = ini_parse_stream(reader, &p, handler, &p);
     free(text);
-    if (r > 0 && !p.failed) {
+    /* inih goes on after a syntax error and tells only at the end: an
+     * error the handler found on a later line must not hide it. */
+    if (r > 0 && (!p.failed || (unsigned)r < p.fail_line)) {
+        p.failed = false;
         p.line = (unsigned)r;
         fail(&p, NULL, NULL, "%s", "syntax error: expected [section] or key = value");
     } else if (r < 0 && !p.failed) {

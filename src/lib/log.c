@@ -8,6 +8,7 @@
 
 static const char *log_ident = "postern";
 static bool log_stderr = true;
+static enum log_level log_max = LOG_LEVEL_INFO;
 
 void log_init(const char *ident, bool to_stderr)
 {
@@ -17,6 +18,11 @@ void log_init(const char *ident, bool to_stderr)
         openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
 }
 
+void log_set_level(enum log_level max)
+{
+    log_max = max;
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
     static const char *const names[] = {"error", "warning", "info", "debug"};
@@ -24,6 +30,8 @@ void log_msg(enum log_level level, const char *fmt, ...)
     char msg[1024];
     va_list ap;
 
+    if (level > log_max)
+        return;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);

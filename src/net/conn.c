@@ -41,6 +41,7 @@ struct conn {
     bool closing; /* flushing the last reply */
     bool eof;     /* the client will send nothing more */
     bool logged_in;
+    const char *close_reason; /* for the disconnect line */
     const char *mech;
     uint64_t bytes_in, bytes_out;
     time_t started;
@@ -104,11 +105,12 @@ static void io_auth(void *ctx, const struct pop3_auth_req *r)
 }
 
 /* Ends the connection once the reply queued last has been sent. */
-static void conn_close_after_flush(struct conn *c)
+static void conn_close_after_flush(struct conn *c, const char *reason)
 {
     if (c->closing)
         return;
     c->closing = true;
+    c->close_reason = reason;
     bufferevent_disable(c->bev, EV_READ);
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
     /* Deferred: this may run inside the session, which must not be freed
@@ -118,7 +120,10 @@ static void conn_close_after_flush(struct conn *c)
 
 static void io_close(void *ctx)
 {
-    conn_close_after_flush(ctx);
+    struct conn *c = ctx;
+
+    conn_close_after_flush(c, pop3_session_state(c->session) == POP3_STATE_UPDATE ? "logout"
+                                                                                  : "closed");
 }
 
 static void io_event(void *ctx, const struct pop3_event *ev)
@@ -330,8 +335,10 @@ static void process_input(struct conn *c)
         return;
     bool idle = pop3_session_wants_input(c->session);
     if (c->eof) {
+        /* Whatever the client asked for before it stopped sending still
+         * reaches it; then the connection ends (removing nothing). */
         if (idle && !has_line(in))
-            conn_free(c, "client closed");
+            conn_close_after_flush(c, "client closed");
         return;
     }
     /* A session busy with a reply reads nothing: pipelined commands wait
@@ -354,7 +361,7 @@ static void write_cb(struct bufferevent *bev, void *arg)
 
     if (c->closing) {
         if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-            conn_free(c, c->logged_in ? "logout" : "closed");
+            conn_free(c, c->close_reason);
         return;
     }
     pop3_session_output_drained(c->session);
@@ -375,7 +382,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     }
     if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !c->closing) {
         io_write(c, idle_msg, sizeof(idle_msg) - 1);
-        conn_close_after_flush(c);
+        conn_close_after_flush(c, "idle timeout");
         /* The flush gets the idle time again, then the connection goes. */
         return;
     }
@@ -392,7 +399,7 @@ static void login_timeout_cb(evutil_socket_t fd, short what, void *arg)
     if (c->closing)
         return;
     io_write(c, msg, sizeof(msg) - 1);
-    conn_close_after_flush(c);
+    conn_close_after_flush(c, "login timeout");
 }
 
 /* --- life cycle --- */

@@ -195,7 +195,9 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     set_listening(w, false);
     conn_close_all(w);
-    event_base_loopbreak(w->base);
+    /* Not loopbreak: a freed bufferevent may still hold a deferred
+     * callback, which must run once more to release it. */
+    event_base_loopexit(w->base, NULL);
 }
 
 static void *worker_main(void *arg)

@@ -39,7 +39,9 @@ struct pop3_auth_req {
     enum pop3_mech mech;
     const char *user;
     /* The password, or for APOP the hex digest. Only valid during the
-     * io->auth call: the session wipes it right after. */
+     * io->auth call: it points into the line given to
+     * pop3_session_input(), which the caller must wipe afterwards (the
+     * session keeps no copy). */
     const char *secret;
     size_t secret_len;
 };
@@ -102,7 +104,8 @@ void pop3_session_input(struct pop3_session *s, const char *line, size_t len);
 void pop3_session_line_too_long(struct pop3_session *s);
 bool pop3_session_wants_input(const struct pop3_session *s);
 void pop3_session_output_drained(struct pop3_session *s);
-/* Completes io->auth. user is the canonical name (may differ in case). */
+/* Completes io->auth. With POP3_AUTH_OK the session takes mb (and closes
+ * it when destroyed); any other result ignores mb (pass NULL). */
 void pop3_session_auth_done(struct pop3_session *s, enum pop3_auth_result result,
                             struct mailbox *mb);
 enum pop3_state pop3_session_state(const struct pop3_session *s);

@@ -45,9 +45,11 @@ char *store_location_expand(const char *location, const char *base_dir, const ch
         *error_r = "mail location has no path";
         return NULL;
     }
-    if (*p != '/' && !append(out, &used, sizeof(out), base_dir, strlen(base_dir)))
+    /* "%h/Maildir" starts with the (absolute) home: not relative either. */
+    bool relative = *p != '/' && strncmp(p, "%h", 2) != 0;
+    if (relative && !append(out, &used, sizeof(out), base_dir, strlen(base_dir)))
         goto too_long;
-    if (*p != '/' && !append(out, &used, sizeof(out), "/", 1))
+    if (relative && !append(out, &used, sizeof(out), "/", 1))
         goto too_long;
     for (; *p != '\0'; p++) {
         const char *v;
@@ -83,7 +85,7 @@ char *store_location_expand(const char *location, const char *base_dir, const ch
             *error_r = "unknown %-variable in mail location (use %u, %n, %d, %h or %%)";
             return NULL;
         }
-        if (*v != '%' && !safe_component(v, vlen)) {
+        if (*p != '%' && !safe_component(v, vlen)) { /* %% is literal */
             *error_r = "user name cannot be used in a path";
             return NULL;
         }

@@ -114,6 +114,8 @@ static void lock_table_release(dev_t dev, ino_t ino)
 
 static uint32_t arena_add(struct maildir *md, const char *s, size_t len)
 {
+    if (md->arena_used == 0)
+        md->arena_used = 1; /* offset 0 means "none" */
     if (md->arena_used + len + 1 > md->arena_cap) {
         size_t cap = md->arena_cap == 0 ? 256 : md->arena_cap;
         while (cap < md->arena_used + len + 1)
@@ -125,8 +127,6 @@ static uint32_t arena_add(struct maildir *md, const char *s, size_t len)
             return 0;
         md->arena = a;
         md->arena_cap = cap;
-        if (md->arena_used == 0)
-            md->arena_used = 1; /* offset 0 means "none" */
     }
     uint32_t off = (uint32_t)md->arena_used;
     memcpy(md->arena + off, s, len);
@@ -178,22 +178,27 @@ static bool name_wire_size(const char *base, size_t len, uint64_t *size_r)
 }
 
 /* Reads the file once to learn its wire size (and time, if the name has
- * none). Only for messages the index does not know yet. */
+ * none). Only for messages the index does not know yet. Returns 1 when
+ * the name is not a regular file, hence not a message: a FIFO would block
+ * the open (O_NONBLOCK), a directory fail the read, a symlink is refused. */
 static int measure(int dir_fd, const char *name, bool need_time, int64_t *time_r, uint64_t *size_r,
                    bool need_size)
 {
-    int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     struct stat st;
 
     if (fd < 0)
+        return errno == ELOOP ? 1 : -1;
+    if (fstat(fd, &st) < 0) {
+        close(fd);
         return -1;
-    if (need_time) {
-        if (fstat(fd, &st) < 0) {
-            close(fd);
-            return -1;
-        }
-        *time_r = (int64_t)st.st_mtime;
     }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return 1;
+    }
+    if (need_time)
+        *time_r = (int64_t)st.st_mtime;
     if (need_size) {
         struct wire_counter wc;
         char buf[65536];
@@ -226,9 +231,11 @@ static int add_msg(struct maildir *md, int dir_fd, bool cur, const char *name)
         int64_t time = name_time(name, blen);
         uint64_t size = 0;
         bool have_size = name_wire_size(name, blen, &size);
-        if ((time < 0 || !have_size) &&
-            measure(dir_fd, name, time < 0, &time, &size, !have_size) < 0)
-            return errno == ENOENT ? 0 : -1; /* ENOENT: renamed away, seen in cur/ */
+        if (time < 0 || !have_size) {
+            int r = measure(dir_fd, name, time < 0, &time, &size, !have_size);
+            if (r != 0) /* ENOENT: renamed away, seen in cur/ */
+                return r > 0 || errno == ENOENT ? 0 : -1;
+        }
         e = index_add(&md->idx, name, blen, time, size);
         if (e == NULL)
             return -1;
@@ -273,6 +280,8 @@ static int scan_dir(struct maildir *md, bool cur, const char **error_r)
     while ((de = readdir(d)) != NULL) {
         if (de->d_name[0] == '.')
             continue;
+        if (de->d_type != DT_UNKNOWN && de->d_type != DT_REG)
+            continue; /* not a message, even with ",W=" in its name */
         if (add_msg(md, fd, cur, de->d_name) < 0) {
             *error_r = error_errno("cannot read message", de->d_name);
             closedir(d);
@@ -487,7 +496,7 @@ static int maildir_open_msg(struct mailbox *mb, unsigned i, struct mail_stream *
             *error_r = "message path too long";
             return -1;
         }
-        fd = openat(md->dir_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        fd = openat(md->dir_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         if (fd >= 0)
             break;
         if (errno != ENOENT) {
@@ -502,6 +511,14 @@ static int maildir_open_msg(struct mailbox *mb, unsigned i, struct mail_stream *
     }
     if (fd < 0) {
         *error_r = "message keeps moving";
+        return -1;
+    }
+    /* Opened without blocking: a FIFO put in its place must not stall
+     * the I/O thread. */
+    struct stat sb;
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        *error_r = "message is not a regular file";
         return -1;
     }
     struct mail_stream *st = malloc(sizeof(*st));

@@ -1,0 +1,69 @@
+#ifndef POSTERN_MOCK_IO_H
+#define POSTERN_MOCK_IO_H
+
+/*
+ * A scripted struct pop3_io: the "network layer" a session test talks to.
+ * Everything the session writes is kept in one growing, NUL-terminated
+ * buffer; authentication requests, close calls and audit events are
+ * recorded; and pending() returns what the test wants, to play a client
+ * that does not read:
+ *
+ *   pending() = pending_fixed + (pending_tracks_output ? undrained : 0)
+ *
+ * where undrained counts the bytes written since the last mock_io_drain().
+ * Hand &m->io and m as ctx to pop3_session_new(). No cmocka here: the fuzz
+ * targets use it too.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pop3/pop3.h"
+
+struct mock_auth_call {
+    enum pop3_mech mech;
+    char user[512];
+    char secret[2048];
+    size_t secret_len;
+};
+
+struct mock_event {
+    enum pop3_event_type type;
+    unsigned msg;
+    char uid[128];
+    uint64_t size;
+    unsigned deleted, failed;
+};
+
+struct mock_io {
+    struct pop3_io io; /* must stay first */
+
+    /* Output since the last mock_io_clear(). */
+    char *out;
+    size_t out_len, out_cap;
+    size_t total_written;
+
+    /* The client's reading speed. */
+    size_t pending_fixed;
+    bool pending_tracks_output;
+    size_t undrained, max_undrained;
+
+    /* Calls. */
+    unsigned writes;
+    unsigned writes_after_close;
+    unsigned closes;
+    unsigned auth_calls;
+    struct mock_auth_call last_auth;
+    struct mock_event *events;
+    unsigned n_events, events_cap;
+};
+
+void mock_io_init(struct mock_io *m);
+void mock_io_free(struct mock_io *m);
+/* Forgets the output collected so far (undrained is kept). */
+void mock_io_clear(struct mock_io *m);
+/* The client read everything: undrained becomes 0. */
+void mock_io_drain(struct mock_io *m);
+
+#endif
