@@ -40,6 +40,10 @@ CLI_SRC  := $(CORE_SRC) $(wildcard src/cli/*.c)
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(filter-out tests/unit/mock_%.c,$(wildcard tests/unit/test_*.c)))
 UNIT_MOCKS := $(wildcard tests/unit/mock_*.c)
 
+# Unit-test and fuzz objects are intermediate files to make; keep them so
+# a second `make test` does not compile everything again.
+.SECONDARY:
+
 .PHONY: all asan test unit integration fuzz fuzz-smoke run install clean deps-build format bench
 all: deps-build build/posternd build/postern
 
@@ -92,9 +96,9 @@ integration: build/posternd build/postern build/asan/posternd build/asan/postern
 FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_CFLAGS := -std=c17 -D_GNU_SOURCE -Isrc $(PKG_CFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined \
                -fno-sanitize-recover=undefined
-build/fuzz/%: tests/fuzz/fuzz_%.c $(CORE_SRC) $(UNIT_MOCKS)
+build/fuzz/%: tests/fuzz/fuzz_%.c $(CORE_SRC) $(UNIT_MOCKS) $(wildcard src/*/*.h tests/unit/*.h)
 	@mkdir -p build/fuzz
-	clang $(FUZZ_CFLAGS) -Itests/unit -o $@ $^ $(PKG_LIBS) -lpthread
+	clang $(FUZZ_CFLAGS) -Itests/unit -o $@ $(filter %.c,$^) $(PKG_LIBS) -lpthread
 
 FUZZ_SMOKE_SECONDS ?= 10
 FUZZ_SECONDS ?= 300

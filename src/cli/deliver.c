@@ -20,28 +20,6 @@
 #include "lib/log.h"
 #include "store/store.h"
 
-static int make_maildir(const char *path)
-{
-    static const char *const subs[] = {"tmp", "new", "cur"};
-    char buf[4200];
-
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (char *p = buf + 1; (p = strchr(p, '/')) != NULL; p++) {
-        *p = '\0';
-        if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    if (mkdir(path, 0700) < 0 && errno != EEXIST)
-        return -1;
-    for (int i = 0; i < 3; i++) {
-        snprintf(buf, sizeof(buf), "%s/%s", path, subs[i]);
-        if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-            return -1;
-    }
-    return 0;
-}
-
 /* The host part of a Maildir name, with '/' and ':' encoded as the
  * Maildir specification asks. */
 static void maildir_host(char *out, size_t size)
@@ -88,7 +66,7 @@ int cmd_deliver(const struct config *cfg, int argc, char **argv)
     log_set_level(LOG_LEVEL_ERROR);
     struct passdb *db = passdb_open(cfg->passdb, cfg->dir, &bad, &error);
     if (db == NULL) {
-        cli_error("[auth] passdb: %s", error);
+        cli_error("%s: %s", config_where(cfg, "auth", "passdb"), error);
         return EXIT_TEMPFAIL;
     }
     int found = passdb_lookup(db, argv[0], &entry, &error);
@@ -104,8 +82,8 @@ int cmd_deliver(const struct config *cfg, int argc, char **argv)
         cli_error("mail location for %s: %s", entry.user, error);
         return EXIT_CONFIG;
     }
-    if (make_maildir(path) < 0) {
-        cli_error("cannot create Maildir %s: %s", path, strerror(errno));
+    if (maildir_create(path, &error) < 0) {
+        cli_error("%s", error);
         free(path);
         return EXIT_CANTCREAT;
     }
@@ -181,7 +159,7 @@ int cmd_check(const struct config *cfg, const char *path)
 
     struct passdb *db = passdb_open(cfg->passdb, cfg->dir, &bad, &error);
     if (db == NULL) {
-        cli_error("%s: [auth] passdb: %s", path, error);
+        cli_error("%s: %s", config_where(cfg, "auth", "passdb"), error);
         return EXIT_CONFIG;
     }
     passdb_destroy(&db);
@@ -193,7 +171,7 @@ int cmd_check(const struct config *cfg, const char *path)
     char *mail =
         store_location_expand(cfg->location, cfg->dir, "user@example.org", "/home/user", &error);
     if (mail == NULL) {
-        cli_error("%s: [mail] location: %s", path, error);
+        cli_error("%s: %s", config_where(cfg, "mail", "location"), error);
         ret = EXIT_CONFIG;
     }
     free(mail);

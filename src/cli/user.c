@@ -67,7 +67,7 @@ static int edit_open(const struct config *cfg, struct pwfile_edit *pe)
     pe->lock_fd = -1;
     pe->path = passwd_file_path(cfg->passdb, cfg->dir, &error);
     if (pe->path == NULL) {
-        cli_error("[auth] passdb: %s", error);
+        cli_error("%s: %s", config_where(cfg, "auth", "passdb"), error);
         return EXIT_CONFIG;
     }
     snprintf(lock_path, sizeof(lock_path), "%s.lock", pe->path);

@@ -42,6 +42,7 @@ static const struct key keys[] = {
     {"log", "audit", T_LOG, OFF(audit), 0, 0, false},
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
+_Static_assert(N_KEYS <= CONFIG_MAX_KEYS, "raise CONFIG_MAX_KEYS");
 
 struct parse_ctx {
     struct config *cfg;
@@ -72,6 +73,36 @@ static void fail(struct parse_ctx *p, const char *section, const char *name, con
         snprintf(p->err, p->errlen, "%s:%u: %s", p->cfg->path, p->line, why);
 }
 
+static bool known_section(const char *name, size_t len)
+{
+    for (size_t i = 0; i < N_KEYS; i++) {
+        if (strlen(keys[i].section) == len && strncmp(keys[i].section, name, len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* inih tells the handler about keys only, so a section header is checked
+ * here: "[tsl]" with nothing under it must not pass unnoticed. */
+static void check_section(struct parse_ctx *p, const char *line)
+{
+    const char *s = line + strspn(line, " \t");
+    const char *end;
+
+    if (*s != '[' || (end = strchr(s, ']')) == NULL)
+        return;
+    s++;
+    while (s < end && (*s == ' ' || *s == '\t'))
+        s++;
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    if (!known_section(s, (size_t)(end - s))) {
+        char name[64];
+        snprintf(name, sizeof(name), "%.*s", (int)(end - s), s);
+        fail(p, NULL, NULL, "unknown section [%s]", name);
+    }
+}
+
 /* inih's reader: hands out one line at a time and counts them, so errors
  * can name the line, and refuses lines longer than inih's buffer instead
  * of letting them be split silently. */
@@ -95,6 +126,7 @@ static char *reader(char *str, int num, void *stream)
     }
     memcpy(str, p->text + start, n);
     str[n] = '\0';
+    check_section(p, str);
     return str;
 }
 
@@ -150,8 +182,10 @@ static int set_listen(struct parse_ctx *p, const struct key *k, const char *valu
         }
         cfg->listen[cfg->n_listen++] = strndup(s, (size_t)(e - s));
         v += len;
-        if (*v == ',')
-            v++;
+        if (*v == ',' && *++v == '\0') {
+            fail(p, k->section, k->name, "empty address in list \"%s\"", value);
+            return 0;
+        }
     }
     return 1;
 }
@@ -169,11 +203,12 @@ static int handler(void *user, const char *section, const char *name, const char
             break;
         }
     }
+    if (name[0] == '\0') {
+        fail(p, NULL, NULL, "%s", "syntax error: a value without a key");
+        return 0;
+    }
     if (k == NULL) {
-        bool known_section = false;
-        for (size_t j = 0; j < N_KEYS; j++)
-            known_section |= strcmp(keys[j].section, section) == 0;
-        if (!known_section)
+        if (!known_section(section, strlen(section)))
             fail(p, section, name, "unknown section [%s]", section);
         else
             fail(p, section, name, "unknown key%s", "");
@@ -184,6 +219,7 @@ static int handler(void *user, const char *section, const char *name, const char
         return 0;
     }
     p->seen[i] = true;
+    cfg->key_line[i] = p->line;
     void *field = (char *)cfg + k->offset;
     switch (k->type) {
     case T_LISTEN:
@@ -333,6 +369,22 @@ int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
         return -1;
     }
     return 0;
+}
+
+const char *config_where(const struct config *cfg, const char *section, const char *key)
+{
+    static _Thread_local char buf[4200];
+
+    for (size_t i = 0; i < N_KEYS; i++) {
+        if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].name, key) == 0 &&
+            cfg->key_line[i] != 0) {
+            snprintf(buf, sizeof(buf), "%s:%u: [%s] %s", cfg->path, cfg->key_line[i], section, key);
+            return buf;
+        }
+    }
+    /* A default value: no line to point at. */
+    snprintf(buf, sizeof(buf), "%s: [%s] %s", cfg->path, section, key);
+    return buf;
 }
 
 void config_free(struct config *cfg)

@@ -13,6 +13,8 @@
 
 #include "daemon/defaults.h"
 
+#define CONFIG_MAX_KEYS 64
+
 struct config {
     char *path; /* absolute path of the file */
     char *dir;  /* its folder: the base of relative paths */
@@ -43,10 +45,17 @@ struct config {
 
     /* [log] */
     char *audit; /* "stderr", "syslog" or an absolute path */
+
+    /* The line each key was set on (0: default), in key-table order. */
+    unsigned key_line[CONFIG_MAX_KEYS];
 };
 
 /* Returns 0, or -1 with a message "FILE:LINE: [section] key: why" in err. */
 int config_load(const char *path, struct config *cfg, char *err, size_t errlen);
 void config_free(struct config *cfg);
+
+/* "FILE:LINE: [section] key", for errors found after parsing (a passdb
+ * file that cannot be read, an address that cannot be bound). */
+const char *config_where(const struct config *cfg, const char *section, const char *key);
 
 #endif

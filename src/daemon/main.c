@@ -114,17 +114,18 @@ int main(int argc, char **argv)
     /* Without -f, audit lines meant for stderr go to syslog instead. */
     if (audit_open(!foreground && strcmp(cfg.audit, "stderr") == 0 ? "syslog" : cfg.audit, &error) <
         0) {
-        log_error("%s", error);
+        log_error("%s: %s", config_where(&cfg, "log", "audit"), error);
         goto out_config;
     }
     if (mkdir(cfg.state_dir, 0700) < 0 && errno != EEXIST) {
-        log_error("cannot create state_dir %s: %s", cfg.state_dir, strerror(errno));
+        log_error("%s: cannot create %s: %s", config_where(&cfg, "server", "state_dir"),
+                  cfg.state_dir, strerror(errno));
         goto out_config;
     }
     unsigned bad = 0;
     struct passdb *db = passdb_open(cfg.passdb, cfg.dir, &bad, &error);
     if (db == NULL) {
-        log_error("[auth] passdb: %s", error);
+        log_error("%s: %s", config_where(&cfg, "auth", "passdb"), error);
         goto out_config;
     }
 
@@ -154,7 +155,7 @@ int main(int argc, char **argv)
     }
     for (unsigned i = 0; i < cfg.n_listen; i++) {
         if (server_listen(srv, cfg.listen[i], &error) < 0) {
-            log_error("[server] listen: %s", error);
+            log_error("%s: %s", config_where(&cfg, "server", "listen"), error);
             goto out_srv;
         }
     }

@@ -142,10 +142,12 @@ static void io_event(void *ctx, const struct pop3_event *ev)
         audit_uint(&a, "size", ev->size);
         break;
     case POP3_EVENT_QUIT:
-        audit_conn(&a, c, ev->failed > 0 ? "warning" : "info", "quit");
+        audit_conn(&a, c, ev->failed > 0 || ev->unsynced ? "warning" : "info", "quit");
         audit_str(&a, "user", user);
         audit_uint(&a, "deleted", ev->deleted);
         audit_uint(&a, "failed", ev->failed);
+        if (ev->unsynced)
+            audit_tok(&a, "sync", "failed");
         break;
     default:
         return;

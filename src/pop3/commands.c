@@ -125,20 +125,22 @@ static enum cmd_result cmd_quit(struct pop3_session *s, const struct pop3_args *
         deleted++;
         emit(s, POP3_EVENT_DELE, i);
     }
-    if (deleted > 0 && mailbox_expunge_commit(s->mb, &error) < 0) {
-        /* Unlinked but maybe not durable: report it rather than promise. */
-        failed += deleted;
-        deleted = 0;
-    }
+    /* Removed, but a crash could bring them back: say so rather than
+     * promise (a client keeps its copies either way). */
+    bool unsynced = deleted > 0 && mailbox_expunge_commit(s->mb, &error) < 0;
     if (s->io->event != NULL) {
-        struct pop3_event ev = {.type = POP3_EVENT_QUIT, .deleted = deleted, .failed = failed};
+        struct pop3_event ev = {
+            .type = POP3_EVENT_QUIT, .deleted = deleted, .failed = failed, .unsynced = unsynced};
         s->io->event(s->ctx, &ev);
     }
-    if (failed == 0)
-        session_reply(s, "+OK Bye, %u message%s deleted", deleted, deleted == 1 ? "" : "s");
-    else
+    if (failed > 0)
         session_reply(s, "-ERR [SYS/TEMP] %u of %u messages could not be deleted", failed,
                       s->n_deleted);
+    else if (unsynced)
+        session_reply(s, "-ERR [SYS/TEMP] %u messages deleted, but not yet safely on disk",
+                      deleted);
+    else
+        session_reply(s, "+OK Bye, %u message%s deleted", deleted, deleted == 1 ? "" : "s");
     session_close(s);
     return CMD_DONE;
 }

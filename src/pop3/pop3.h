@@ -68,6 +68,7 @@ struct pop3_event {
     const char *uid;
     uint64_t size;
     unsigned deleted, failed;
+    bool unsynced; /* QUIT: the removals could not be made durable */
 };
 
 struct pop3_io {

@@ -18,6 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/log.h"
+
 #define LOCK_FILE_NAME "postern-lock"
 
 struct maildir_msg {
@@ -29,6 +31,7 @@ struct maildir_msg {
 
 struct maildir {
     struct mailbox box;
+    char *path; /* for messages to the operator */
     int dir_fd;
     int lock_fd;
     dev_t dev;
@@ -233,8 +236,19 @@ static int add_msg(struct maildir *md, int dir_fd, bool cur, const char *name)
         bool have_size = name_wire_size(name, blen, &size);
         if (time < 0 || !have_size) {
             int r = measure(dir_fd, name, time < 0, &time, &size, !have_size);
-            if (r != 0) /* ENOENT: renamed away, seen in cur/ */
-                return r > 0 || errno == ENOENT ? 0 : -1;
+            if (r > 0 || (r < 0 && errno == ENOENT))
+                return 0; /* not a regular file, or renamed away (seen in cur/) */
+            if (r < 0) {
+                /* Running out of descriptors or memory passes: fail the
+                 * login for now. A file that cannot be read (permissions,
+                 * I/O error) is left out, as Dovecot does, rather than
+                 * making the whole mailbox unusable; it stays on disk. */
+                if (errno == EMFILE || errno == ENFILE || errno == ENOMEM)
+                    return -1;
+                log_warn("%s/%s/%s: %s; message left out of the session", md->path,
+                         cur ? "cur" : "new", name, strerror(errno));
+                return 0;
+            }
         }
         e = index_add(&md->idx, name, blen, time, size);
         if (e == NULL)
@@ -317,6 +331,7 @@ static const struct mailbox_vfuncs maildir_vfuncs;
 
 static void maildir_free(struct maildir *md)
 {
+    free(md->path);
     index_free(&md->idx);
     free(md->msgs);
     free(md->arena);
@@ -329,7 +344,7 @@ static void maildir_free(struct maildir *md)
     free(md);
 }
 
-static int make_dirs(const char *path, const char **error_r)
+int maildir_create(const char *path, const char **error_r)
 {
     static const char *const subs[] = {"tmp", "new", "cur"};
     char buf[4096];
@@ -373,9 +388,15 @@ enum store_status maildir_open(const char *path, struct mailbox **mb_r, const ch
     }
     md->box.v = &maildir_vfuncs;
     md->lock_fd = -1;
+    md->path = strdup(path);
+    if (md->path == NULL) {
+        free(md);
+        *error_r = "out of memory";
+        return STORE_TEMPFAIL;
+    }
     md->dir_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (md->dir_fd < 0 && errno == ENOENT) {
-        if (make_dirs(path, error_r) < 0) {
+        if (maildir_create(path, error_r) < 0) {
             status = STORE_PERMFAIL;
             goto fail;
         }

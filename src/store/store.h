@@ -99,6 +99,10 @@ static inline void mailbox_close(struct mailbox **mb)
  */
 enum store_status maildir_open(const char *path, struct mailbox **mb_r, const char **error_r);
 
+/* Creates the Maildir (and missing parent folders) with tmp/, new/ and cur/,
+ * mode 0700; existing folders are fine. */
+int maildir_create(const char *path, const char **error_r);
+
 /*
  * Expands a mail location such as "maildir:mail/%u/Maildir" for one user:
  * %u user, %n local part, %d domain, %h home, %% a percent sign. A relative

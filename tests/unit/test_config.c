@@ -226,12 +226,14 @@ static void test_unknown(void **state)
 {
     (void)state;
     load_bad("[server]\nlisten = a:1\nfoo = 1\n", ":3: [server] foo: unknown key");
-    load_bad(REQUIRED "[bogus]\nx = 1\n", ":8: [bogus] x: unknown section [bogus]");
+    /* The section header itself is the error, with or without keys. */
+    load_bad(REQUIRED "[bogus]\nx = 1\n", ":7: unknown section [bogus]");
+    load_bad(REQUIRED "[ tsl ]\n", ":7: unknown section [tsl]");
     load_bad("threads = 1\n", ":1: [] threads: unknown section []");
     /* Keys are not shared between sections. */
     load_bad("[auth]\nthreads = 1\n", ":2: [auth] threads: unknown key");
     /* Names are case-sensitive. */
-    load_bad("[Server]\nlisten = a:1\n", ":2: [Server] listen: unknown section [Server]");
+    load_bad("[Server]\nlisten = a:1\n", ":1: unknown section [Server]");
     load_bad("[server]\nListen = a:1\n", ":2: [server] Listen: unknown key");
 }
 
@@ -293,6 +295,7 @@ static void test_bad_listen(void **state)
         {"a:http", "\"a:http\": port must be 1-65535"},
         {"a:1,,b:2", "empty address in list \"a:1,,b:2\""},
         {",a:1", "empty address in list \",a:1\""},
+        {"a:1,", "empty address in list \"a:1,\""},
     };
     char text[256], why[256], want[512];
 
@@ -345,7 +348,7 @@ static void test_syntax(void **state)
     (void)state;
     load_bad("[server\nlisten = a:1\n", ":1: syntax error: expected [section] or key = value");
     load_bad(REQUIRED "just some words\n", ":7: syntax error: expected [section] or key = value");
-    load_bad(REQUIRED "[limits]\n= 5\n", ":8: [limits] : unknown key");
+    load_bad(REQUIRED "[limits]\n= 5\n", ":8: syntax error: a value without a key");
     /* The first error is the one reported, whoever found it. */
     load_bad("[server]\nfoo = 1\nbar\n", ":2: [server] foo: unknown key");
     load_bad("[server]\nbar\nfoo = 1\n", ":2: syntax error: expected [section] or key = value");
