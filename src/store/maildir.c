@@ -162,22 +162,41 @@ static int64_t name_time(const char *name, size_t len)
     return i > 0 && i < len && name[i] == '.' ? t : -1;
 }
 
-/* The ",W=<size>" that Dovecot (and postern deliver) put in the base name. */
-static bool name_wire_size(const char *base, size_t len, uint64_t *size_r)
+/* The number after ",<key>=" in a base name (",S=123,W=130"), if any. */
+static bool name_number(const char *base, size_t len, char key, uint64_t *value_r)
 {
     for (size_t i = 0; i + 3 < len; i++) {
-        if (base[i] != ',' || base[i + 1] != 'W' || base[i + 2] != '=')
+        if (base[i] != ',' || base[i + 1] != key || base[i + 2] != '=')
             continue;
         uint64_t v = 0;
         size_t j = i + 3;
         for (; j < len && base[j] >= '0' && base[j] <= '9' && j < i + 3 + 19; j++)
             v = v * 10 + (uint64_t)(base[j] - '0');
         if (j > i + 3 && (j == len || base[j] == ',')) {
-            *size_r = v;
+            *value_r = v;
             return true;
         }
     }
     return false;
+}
+
+/*
+ * The wire size from the name, as Dovecot and `postern deliver` write it:
+ * ",W=" is the size with CRLF line ends. ",S=" (the file size) cannot give
+ * it alone, since the line ends are unknown, but it bounds it: the wire
+ * size is at least the file size and at most twice it plus a final CRLF.
+ * A W= outside those bounds was not made from this file and is ignored.
+ */
+static bool name_wire_size(const char *base, size_t len, uint64_t *size_r)
+{
+    uint64_t w, s;
+
+    if (!name_number(base, len, 'W', &w))
+        return false;
+    if (name_number(base, len, 'S', &s) && (w < s || w > 2 * s + 2))
+        return false;
+    *size_r = w;
+    return true;
 }
 
 /* Reads the file once to learn its wire size (and time, if the name has

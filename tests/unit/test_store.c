@@ -494,7 +494,9 @@ static void test_maildir_w_size_trusted(void **state)
     mkmaildir(t);
     /* ",W=" in the name is believed without reading the file: a wrong
      * value is reported as it is (Dovecot and `postern deliver` write
-     * it; whoever writes a wrong one breaks LIST for that message). */
+     * it; whoever writes a wrong one breaks LIST for that message)...
+     * unless ",S=" shows it cannot belong to the file (W < S or
+     * W > 2S+2): then the file is measured. */
     put(t, "new/1700000001.M1.host,S=4,W=999", "abc\n");
     put(t, "cur/1700000002.M2.host,W=12:2,S", "abc\n");
     /* Not a valid W=: the file is measured. */
@@ -502,10 +504,12 @@ static void test_maildir_w_size_trusted(void **state)
     put(t, "new/1700000004.M4.host,W=", "abc\n");
     put(t, "new/1700000005.M5.host,W=99999999999999999999", "abc\n");
     put(t, "new/1700000006.M6.host,W=7,S=3", "abc\n");
+    put(t, "new/1700000007.M7.host,S=4,W=3", "abc\n");
+    put(t, "new/1700000008.M8.host,S=4,W=10", "abc\n");
     mb = open_ok(t);
-    assert_int_equal(mailbox_count(mb), 6);
-    static const uint64_t sizes[] = {999, 12, 5, 5, 5, 7};
-    for (unsigned i = 0; i < 6; i++)
+    assert_int_equal(mailbox_count(mb), 8);
+    static const uint64_t sizes[] = {5, 12, 5, 5, 5, 7, 5, 10};
+    for (unsigned i = 0; i < 8; i++)
         assert_int_equal(mailbox_msg_size(mb, i), sizes[i]);
     mailbox_close(&mb);
 }
