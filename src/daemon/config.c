@@ -9,10 +9,11 @@
 #include <unistd.h>
 
 #include <ini.h>
+#include <openssl/ssl.h>
 
 #include "lib/str.h"
 
-enum key_type { T_STR, T_PATH, T_UINT, T_BOOL, T_LISTEN, T_LOG, T_TEXT };
+enum key_type { T_STR, T_PATH, T_UINT, T_BOOL, T_LISTEN, T_LOG, T_TEXT, T_TLS_VERSION };
 
 struct key {
     const char *section;
@@ -26,12 +27,22 @@ struct key {
 #define OFF(field) offsetof(struct config, field)
 
 static const struct key keys[] = {
-    {"server", "listen", T_LISTEN, OFF(listen), 0, 0, true},
+    /* listen and listen_tls: at least one of the two (checked after parsing). */
+    {"server", "listen", T_LISTEN, OFF(listen), 0, 0, false},
+    {"server", "listen_tls", T_LISTEN, OFF(listen_tls), 0, 0, false},
     {"server", "greeting", T_TEXT, OFF(greeting), 1, MAX_GREETING, false},
     {"server", "threads", T_UINT, OFF(threads), 0, MAX_THREADS, false},
     {"server", "state_dir", T_PATH, OFF(state_dir), 0, 0, false},
     {"auth", "passdb", T_STR, OFF(passdb), 0, 0, true},
     {"auth", "apop", T_BOOL, OFF(apop), 0, 0, false},
+    {"auth", "require_tls", T_BOOL, OFF(require_tls), 0, 0, false},
+    {"auth", "allow_plaintext_loopback", T_BOOL, OFF(allow_plaintext_loopback), 0, 0, false},
+    {"tls", "cert", T_PATH, OFF(tls_cert), 0, 0, false},
+    {"tls", "key", T_PATH, OFF(tls_key), 0, 0, false},
+    {"tls", "ca", T_PATH, OFF(tls_ca), 0, 0, false},
+    {"tls", "min_version", T_TLS_VERSION, OFF(tls_min_version), 0, 0, false},
+    {"tls", "ciphers", T_STR, OFF(tls_ciphers), 0, 0, false},
+    {"tls", "ciphersuites", T_STR, OFF(tls_ciphersuites), 0, 0, false},
     {"mail", "location", T_STR, OFF(location), 0, 0, true},
     {"limits", "login_timeout", T_UINT, OFF(login_timeout), 1, MAX_TIMEOUT, false},
     {"limits", "idle_timeout", T_UINT, OFF(idle_timeout), 1, MAX_TIMEOUT, false},
@@ -66,7 +77,9 @@ static void fail(struct parse_ctx *p, const char *section, const char *name, con
     p->failed = true;
     p->fail_line = p->line;
     snprintf(why, sizeof(why), fmt, arg);
-    if (name != NULL)
+    if (name != NULL && p->line == 0) /* a default value: no line to name */
+        snprintf(p->err, p->errlen, "%s: [%s] %s: %s", p->cfg->path, section, name, why);
+    else if (name != NULL)
         snprintf(p->err, p->errlen, "%s:%u: [%s] %s: %s", p->cfg->path, p->line, section, name,
                  why);
     else
@@ -145,6 +158,9 @@ static int set_listen(struct parse_ctx *p, const struct key *k, const char *valu
 {
     struct config *cfg = p->cfg;
     const char *v = value;
+    bool tls = strcmp(k->name, "listen_tls") == 0;
+    char **list = tls ? cfg->listen_tls : cfg->listen;
+    unsigned *n = tls ? &cfg->n_listen_tls : &cfg->n_listen;
 
     if (*v == '\0') {
         /* Else the key counts as set, with no address at all. */
@@ -176,11 +192,11 @@ static int set_listen(struct parse_ctx *p, const struct key *k, const char *valu
             fail(p, k->section, k->name, "\"%s\": port must be 1-65535", value);
             return 0;
         }
-        if (cfg->n_listen == MAX_LISTEN) {
+        if (*n == MAX_LISTEN) {
             fail(p, k->section, k->name, "more than %s addresses", "32");
             return 0;
         }
-        cfg->listen[cfg->n_listen++] = strndup(s, (size_t)(e - s));
+        list[(*n)++] = strndup(s, (size_t)(e - s));
         v += len;
         if (*v == ',' && *++v == '\0') {
             fail(p, k->section, k->name, "empty address in list \"%s\"", value);
@@ -263,6 +279,16 @@ static int handler(void *user, const char *section, const char *name, const char
         *(unsigned *)field = (unsigned)v;
         return 1;
     }
+    case T_TLS_VERSION:
+        if (strcmp(value, "1.2") == 0 || strcmp(value, "TLSv1.2") == 0)
+            *(int *)field = TLS1_2_VERSION;
+        else if (strcmp(value, "1.3") == 0 || strcmp(value, "TLSv1.3") == 0)
+            *(int *)field = TLS1_3_VERSION;
+        else {
+            fail(p, section, name, "must be 1.2 or 1.3, not \"%s\"", value);
+            return 0;
+        }
+        return 1;
     case T_BOOL:
         if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 || strcmp(value, "1") == 0)
             *(bool *)field = true;
@@ -275,6 +301,52 @@ static int handler(void *user, const char *section, const char *name, const char
         return 1;
     }
     return 0;
+}
+
+static unsigned key_index(const char *section, const char *name)
+{
+    for (unsigned i = 0; i < N_KEYS; i++) {
+        if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].name, name) == 0)
+            return i;
+    }
+    return 0;
+}
+
+/* Rules that involve more than one key, reported at the line of the key
+ * that is missing its partner (or at the file when it has no line). */
+static void check_combinations(struct parse_ctx *p)
+{
+    struct config *cfg = p->cfg;
+    bool cert = cfg->tls_cert != NULL, key = cfg->tls_key != NULL;
+
+#define AT(section, name) (p->line = cfg->key_line[key_index(section, name)])
+    if (cert != key) {
+        AT("tls", cert ? "cert" : "key");
+        fail(p, "tls", cert ? "cert" : "key", "%s",
+             cert ? "needs [tls] key too" : "needs [tls] cert too");
+    } else if (!cert &&
+               (cfg->tls_ca != NULL || cfg->tls_ciphers != NULL || cfg->tls_ciphersuites != NULL ||
+                p->seen[key_index("tls", "min_version")])) {
+        const char *k = cfg->tls_ca != NULL             ? "ca"
+                        : cfg->tls_ciphers != NULL      ? "ciphers"
+                        : cfg->tls_ciphersuites != NULL ? "ciphersuites"
+                                                        : "min_version";
+        AT("tls", k);
+        fail(p, "tls", k, "%s", "has no effect without [tls] cert and key");
+    } else if (!cert && cfg->n_listen_tls > 0) {
+        AT("server", "listen_tls");
+        fail(p, "server", "listen_tls", "%s", "needs [tls] cert and key");
+    } else if (!cert && cfg->require_tls && !cfg->allow_plaintext_loopback) {
+        /* Nobody could ever log in. */
+        if (p->seen[key_index("auth", "require_tls")])
+            AT("auth", "require_tls");
+        else
+            p->line = 0;
+        fail(p, "auth", "require_tls", "%s",
+             "is yes (the default) but there is no [tls] cert and key: no client could log in "
+             "(configure TLS, or set require_tls = no)");
+    }
+#undef AT
 }
 
 static char *read_file(const char *path, size_t *len_r, char *err, size_t errlen)
@@ -338,6 +410,8 @@ int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
     cfg->failure_delay = DEFAULT_FAILURE_DELAY;
     cfg->audit = strdup(DEFAULT_AUDIT);
     cfg->state_dir = resolve(cfg, DEFAULT_STATE_DIR);
+    cfg->require_tls = true;
+    cfg->tls_min_version = TLS1_2_VERSION;
 
     char *text = read_file(cfg->path, &p.len, err, errlen);
     if (text == NULL) {
@@ -357,6 +431,12 @@ int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
         p.line = 0;
         fail(&p, NULL, NULL, "%s", "cannot parse (out of memory)");
     }
+    if (!p.failed && cfg->n_listen == 0 && cfg->n_listen_tls == 0) {
+        snprintf(err, errlen,
+                 "%s: [server] listen: required key is missing (give listen, listen_tls or both)",
+                 cfg->path);
+        p.failed = true;
+    }
     for (size_t i = 0; i < N_KEYS && !p.failed; i++) {
         if (keys[i].required && !p.seen[i]) {
             snprintf(err, errlen, "%s: [%s] %s: required key is missing", cfg->path,
@@ -364,6 +444,8 @@ int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
             p.failed = true;
         }
     }
+    if (!p.failed)
+        check_combinations(&p);
     if (p.failed) {
         config_free(cfg);
         return -1;
@@ -391,8 +473,11 @@ void config_free(struct config *cfg)
 {
     for (unsigned i = 0; i < cfg->n_listen; i++)
         free(cfg->listen[i]);
+    for (unsigned i = 0; i < cfg->n_listen_tls; i++)
+        free(cfg->listen_tls[i]);
     for (size_t i = 0; i < N_KEYS; i++) {
-        if (keys[i].type != T_UINT && keys[i].type != T_BOOL && keys[i].type != T_LISTEN) {
+        if (keys[i].type == T_STR || keys[i].type == T_PATH || keys[i].type == T_LOG ||
+            keys[i].type == T_TEXT) {
             char **f = (char **)((char *)cfg + keys[i].offset);
             free(*f);
         }

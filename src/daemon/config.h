@@ -20,8 +20,10 @@ struct config {
     char *dir;  /* its folder: the base of relative paths */
 
     /* [server] */
-    char *listen[MAX_LISTEN];
+    char *listen[MAX_LISTEN]; /* plain POP3 (STLS offered with [tls]) */
     unsigned n_listen;
+    char *listen_tls[MAX_LISTEN]; /* implicit TLS (POP3S) */
+    unsigned n_listen_tls;
     char *greeting;
     unsigned threads;
     char *state_dir;
@@ -29,6 +31,16 @@ struct config {
     /* [auth] */
     char *passdb;
     bool apop;
+    bool require_tls;              /* default yes */
+    bool allow_plaintext_loopback; /* default no */
+
+    /* [tls]: all NULL when TLS is not configured */
+    char *tls_cert;
+    char *tls_key;
+    char *tls_ca;
+    int tls_min_version; /* TLS1_2_VERSION (default) or TLS1_3_VERSION */
+    char *tls_ciphers;
+    char *tls_ciphersuites;
 
     /* [mail] */
     char *location;

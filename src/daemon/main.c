@@ -21,6 +21,7 @@
 #include "lib/log.h"
 #include "lib/pool.h"
 #include "net/net.h"
+#include "net/tls.h"
 
 static void usage(void)
 {
@@ -36,13 +37,23 @@ static void stop_cb(evutil_socket_t sig, short what, void *arg)
     event_base_loopbreak(arg);
 }
 
+/* SIGHUP: new certificate and key for new connections (open sessions keep
+ * theirs), and the audit log opened again after rotation. */
 static void hup_cb(evutil_socket_t sig, short what, void *arg)
 {
+    struct tls *tls = arg;
+    const char *error;
+
     (void)sig;
     (void)what;
-    (void)arg;
     audit_reopen();
-    log_info("SIGHUP: audit log reopened");
+    if (tls == NULL) {
+        log_info("SIGHUP: audit log reopened");
+    } else if (tls_reload(tls, &error) < 0) {
+        log_error("SIGHUP: %s; keeping the certificate loaded before", error);
+    } else {
+        log_info("SIGHUP: audit log reopened, certificate and key reloaded");
+    }
 }
 
 static int daemonize(void)
@@ -136,6 +147,25 @@ int main(int argc, char **argv)
         .failure_delay = cfg.failure_delay,
     };
     struct guard *guard = guard_new(&gs);
+    struct tls *tls = NULL;
+    if (cfg.tls_cert != NULL) {
+        struct tls_settings ts = {
+            .cert = cfg.tls_cert,
+            .key = cfg.tls_key,
+            .ca = cfg.tls_ca,
+            .min_version = cfg.tls_min_version,
+            .ciphers = cfg.tls_ciphers,
+            .ciphersuites = cfg.tls_ciphersuites,
+        };
+        tls = tls_new(&ts, &error);
+        if (tls == NULL) {
+            log_error("%s: %s", config_where(&cfg, "tls", "cert"), error);
+            goto out_db;
+        }
+    } else if (cfg.require_tls) {
+        log_warn("%s: yes, but there is no [tls]: only loopback clients can log in",
+                 config_where(&cfg, "auth", "require_tls"));
+    }
     struct net_settings ns = {
         .threads = threads,
         .login_timeout = cfg.login_timeout,
@@ -147,6 +177,9 @@ int main(int argc, char **argv)
         .base_dir = cfg.dir,
         .guard = guard,
         .auth = NULL, /* given to server_start: the pool starts after fork */
+        .tls = tls,
+        .require_tls = cfg.require_tls,
+        .allow_plaintext_loopback = cfg.allow_plaintext_loopback,
     };
     struct server *srv = guard != NULL ? server_new(&ns, &error) : NULL;
     if (srv == NULL) {
@@ -154,8 +187,14 @@ int main(int argc, char **argv)
         goto out_db;
     }
     for (unsigned i = 0; i < cfg.n_listen; i++) {
-        if (server_listen(srv, cfg.listen[i], &error) < 0) {
+        if (server_listen(srv, cfg.listen[i], false, &error) < 0) {
             log_error("%s: %s", config_where(&cfg, "server", "listen"), error);
+            goto out_srv;
+        }
+    }
+    for (unsigned i = 0; i < cfg.n_listen_tls; i++) {
+        if (server_listen(srv, cfg.listen_tls[i], true, &error) < 0) {
+            log_error("%s: %s", config_where(&cfg, "server", "listen_tls"), error);
             goto out_srv;
         }
     }
@@ -182,11 +221,12 @@ int main(int argc, char **argv)
     }
     struct event *sigterm = evsignal_new(base, SIGTERM, stop_cb, base);
     struct event *sigint = evsignal_new(base, SIGINT, stop_cb, base);
-    struct event *sighup = evsignal_new(base, SIGHUP, hup_cb, NULL);
+    struct event *sighup = evsignal_new(base, SIGHUP, hup_cb, tls);
     event_add(sigterm, NULL);
     event_add(sigint, NULL);
     event_add(sighup, NULL);
-    log_info("ready: %u I/O threads, %u listening sockets", threads, cfg.n_listen);
+    log_info("ready: %u I/O threads, %u listening sockets", threads,
+             cfg.n_listen + cfg.n_listen_tls);
     event_base_dispatch(base);
 
     /* Sessions end without removing anything; then login jobs still in
@@ -206,6 +246,7 @@ out_pool:
 out_srv:
     server_free(&srv);
 out_db:
+    tls_free(&tls);
     guard_free(&guard);
     passdb_destroy(&db);
 out_config:

@@ -19,10 +19,14 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "guard/audit.h"
 #include "guard/guard.h"
 #include "lib/log.h"
+#include "net/tls.h"
 #include "store/store.h"
 
 struct conn {
@@ -41,6 +45,11 @@ struct conn {
     bool closing; /* flushing the last reply */
     bool eof;     /* the client will send nothing more */
     bool logged_in;
+    bool tls;                 /* the transport is TLS (POP3S, or after STLS) */
+    bool handshaking;         /* TLS handshake under way: nothing can be said */
+    bool starttls;            /* STLS answered: switch once its line is consumed */
+    bool session_started;     /* greeting sent (POP3S: after the handshake) */
+    bool raw_watch;           /* closing: waiting for the socket side to drain */
     const char *close_reason; /* for the disconnect line */
     const char *mech;
     uint64_t bytes_in, bytes_out;
@@ -126,6 +135,15 @@ static void io_close(void *ctx)
                                                                                   : "closed");
 }
 
+static void io_starttls(void *ctx)
+{
+    struct conn *c = ctx;
+
+    /* The switch happens in process_input(), after the STLS line has
+     * been consumed: the input buffer must not change under it. */
+    c->starttls = true;
+}
+
 static void io_event(void *ctx, const struct pop3_event *ev)
 {
     struct conn *c = ctx;
@@ -149,6 +167,15 @@ static void io_event(void *ctx, const struct pop3_event *ev)
         if (ev->unsynced)
             audit_tok(&a, "sync", "failed");
         break;
+    case POP3_EVENT_CLEARTEXT:
+        /* Credentials offered in clear text: the guard alerts on these. */
+        audit_conn(&a, c, "warning", "auth_fail");
+        if (ev->user != NULL)
+            audit_str(&a, "user", ev->user);
+        audit_tok(&a, "mech", ev->mech);
+        audit_tok(&a, "tls", "no");
+        audit_str(&a, "reason", "cleartext");
+        break;
     default:
         return;
     }
@@ -161,6 +188,7 @@ static const struct pop3_io conn_io = {
     .auth = io_auth,
     .close = io_close,
     .event = io_event,
+    .starttls = io_starttls,
 };
 
 /* --- login round trip --- */
@@ -281,7 +309,7 @@ void conn_login_done(struct login_job *job)
     audit_conn(&a, c, "info", reason == NULL ? "auth_ok" : "auth_fail");
     audit_str(&a, "user", job->req.user);
     audit_tok(&a, "mech", c->mech);
-    audit_tok(&a, "tls", "no");
+    audit_tok(&a, "tls", c->tls ? "yes" : "no");
     if (reason != NULL)
         audit_str(&a, "reason", reason);
     audit_end(&a);
@@ -309,6 +337,103 @@ static bool has_line(struct evbuffer *in)
     return p.pos >= 0;
 }
 
+static void read_cb(struct bufferevent *bev, void *arg);
+static void write_cb(struct bufferevent *bev, void *arg);
+static void event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* Callbacks, watermarks and timeouts of the bufferevent the session
+ * talks through (the socket, or the TLS layer over it). */
+static void setup_bev(struct conn *c)
+{
+    const struct net_settings *set = &c->w->srv->set;
+    struct timeval idle = {set->idle_timeout, 0};
+
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, set->max_line);
+    bufferevent_setwatermark(c->bev, EV_WRITE, OUTPUT_LOW_WATER, 0);
+    bufferevent_set_timeouts(c->bev, &idle, &idle);
+}
+
+/*
+ * STLS was answered: whatever the client sent after the STLS line was
+ * sent in clear text before TLS and is dropped unread, so it can never be
+ * taken for a command made inside TLS (CVE-2011-0411). The TLS layer then
+ * goes over the socket's bufferevent; the +OK already queued there goes
+ * out first, in clear text, as RFC 2595 wants.
+ */
+static void start_tls(struct conn *c)
+{
+    struct bufferevent *plain = c->bev;
+    struct evbuffer *in = bufferevent_get_input(plain);
+    SSL *ssl = tls_ssl_new(c->w->srv->set.tls);
+
+    c->starttls = false;
+    evbuffer_drain(in, evbuffer_get_length(in));
+    if (ssl == NULL) {
+        conn_close_after_flush(c, "TLS unavailable");
+        return;
+    }
+    /* The TLS layer reads whole records below and bounds its own input;
+     * the socket side keeps at most 64 KiB each way, which is what
+     * makes a slow reader push back through TLS. */
+    bufferevent_setwatermark(plain, EV_READ, 0, TLS_RAW_BUFFER);
+    bufferevent_setwatermark(plain, EV_WRITE, 0, TLS_RAW_BUFFER);
+    bufferevent_set_timeouts(plain, NULL, NULL);
+    struct bufferevent *bev = bufferevent_openssl_filter_new(
+        c->w->base, plain, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL) {
+        SSL_free(ssl);
+        conn_close_after_flush(c, "TLS unavailable");
+        return;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    c->bev = bev;
+    c->handshaking = true;
+    setup_bev(c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+/* The handshake is done (POP3S at connect, or after STLS). */
+static void tls_established(struct conn *c)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    struct audit_line a;
+
+    c->handshaking = false;
+    c->tls = true;
+    audit_conn(&a, c, "info", "tls");
+    audit_tok(&a, "version", SSL_get_version(ssl));
+    audit_tok(&a, "cipher", SSL_get_cipher_name(ssl));
+    audit_tok(&a, "resumed", SSL_session_reused(ssl) ? "yes" : "no");
+    X509 *peer = SSL_get0_peer_certificate(ssl);
+    if (peer != NULL) {
+        char subject[256];
+        X509_NAME_oneline(X509_get_subject_name(peer), subject, sizeof(subject));
+        audit_str(&a, "client_cert", subject);
+        audit_tok(&a, "client_cert_ok", SSL_get_verify_result(ssl) == X509_V_OK ? "yes" : "no");
+    }
+    audit_end(&a);
+    if (c->session_started) {
+        pop3_session_tls_started(c->session);
+        process_input(c);
+    } else {
+        c->session_started = true;
+        pop3_session_start(c->session);
+    }
+}
+
+/* Why a TLS connection failed, for the disconnect line. */
+static const char *tls_failure(struct conn *c, char *buf, size_t size)
+{
+    unsigned long e = bufferevent_get_openssl_error(c->bev);
+
+    if (e == 0)
+        return c->handshaking ? "TLS handshake failed" : "connection error";
+    snprintf(buf, size, "%s: %s", c->handshaking ? "TLS handshake failed" : "TLS error",
+             ERR_reason_error_string(e) != NULL ? ERR_reason_error_string(e) : "unknown");
+    return buf;
+}
+
 static void process_input(struct conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -332,6 +457,10 @@ static void process_input(struct conn *c)
         /* The line may have been a password. */
         explicit_bzero(line, total);
         evbuffer_drain(in, total);
+        if (c->starttls) {
+            start_tls(c);
+            return;
+        }
     }
     if (c->closing)
         return;
@@ -357,13 +486,34 @@ static void read_cb(struct bufferevent *bev, void *arg)
     process_input(arg);
 }
 
+/* After STLS the socket's own bufferevent sits below the TLS layer and
+ * may still hold encrypted bytes when the TLS layer's output is empty. */
+static void raw_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct conn *c = arg;
+
+    if (info->n_deleted > 0 && evbuffer_get_length(buf) == 0)
+        bufferevent_trigger(c->bev, EV_WRITE,
+                            BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
 static void write_cb(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
 
     if (c->closing) {
-        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-            conn_free(c, c->close_reason);
+        if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+            return;
+        struct bufferevent *raw = bufferevent_get_underlying(bev);
+        struct evbuffer *raw_out = raw != NULL ? bufferevent_get_output(raw) : NULL;
+        if (raw_out != NULL && evbuffer_get_length(raw_out) > 0) {
+            if (!c->raw_watch) {
+                c->raw_watch = true;
+                evbuffer_add_cb(raw_out, raw_output_cb, c);
+            }
+            return;
+        }
+        conn_free(c, c->close_reason);
         return;
     }
     pop3_session_output_drained(c->session);
@@ -376,7 +526,11 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     static const char idle_msg[] = "-ERR Disconnected for inactivity\r\n";
 
     (void)bev;
-    if (what & BEV_EVENT_EOF) {
+    if (what & BEV_EVENT_CONNECTED) {
+        tls_established(c);
+        return;
+    }
+    if ((what & BEV_EVENT_EOF) && !c->handshaking) {
         c->eof = true;
         if (!c->closing)
             process_input(c);
@@ -388,7 +542,10 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         /* The flush gets the idle time again, then the connection goes. */
         return;
     }
-    conn_free(c, (what & BEV_EVENT_TIMEOUT) ? "timeout" : "connection error");
+    char why[256];
+    conn_free(c, (what & BEV_EVENT_TIMEOUT) ? "timeout"
+                 : c->tls || c->handshaking ? tls_failure(c, why, sizeof(why))
+                                            : "connection error");
 }
 
 static void login_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -398,6 +555,11 @@ static void login_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    if (c->handshaking) {
+        /* A stalled handshake: there is no channel to say anything on. */
+        conn_free(c, "login timeout in TLS handshake");
+        return;
+    }
     if (c->closing)
         return;
     io_write(c, msg, sizeof(msg) - 1);
@@ -449,7 +611,19 @@ void conn_close_all(struct worker *w)
         conn_free(w->conns, "server shutdown");
 }
 
-void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen)
+/* 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
+static bool is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen, bool tls)
 {
     static const char full[] = "-ERR [SYS/TEMP] Too many connections, try again later\r\n";
     struct server *srv = w->srv;
@@ -487,7 +661,21 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen)
     /* Replies are whole lines already: Nagle would only add a delay. */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
-    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (tls) {
+        /* POP3S: the handshake comes first, the greeting after it. */
+        SSL *ssl = tls_ssl_new(set->tls);
+        if (ssl != NULL) {
+            c->bev = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                    BEV_OPT_CLOSE_ON_FREE);
+            if (c->bev == NULL)
+                SSL_free(ssl);
+            else
+                bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+        }
+        c->handshaking = true;
+    } else {
+        c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     c->login_timer = evtimer_new(w->base, login_timeout_cb, c);
     if (set->apop) {
         unsigned rnd = (unsigned)(n * 2654435761u);
@@ -495,7 +683,16 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen)
                      srv->hostname) < 0)
             c->apop_ts = NULL;
     }
-    struct pop3_settings ps = {.greeting = set->greeting, .apop_timestamp = c->apop_ts};
+    struct pop3_settings ps = {
+        .greeting = set->greeting,
+        .apop_timestamp = c->apop_ts,
+        .stls = set->tls != NULL && !tls,
+        .tls = tls,
+        /* The flag lives on the connection, not the port: a trusted proxy
+         * that ended TLS will set it the same way. */
+        .secure = set->allow_plaintext_loopback && is_loopback(sa),
+        .require_tls = set->require_tls,
+    };
     if (c->bev != NULL && c->login_timer != NULL)
         c->session = pop3_session_new(&ps, &conn_io, c);
     if (c->session == NULL || (set->apop && c->apop_ts == NULL)) {
@@ -517,18 +714,18 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen)
         w->conns->prev = c;
     w->conns = c;
 
-    struct timeval idle = {set->idle_timeout, 0}, login = {set->login_timeout, 0};
-    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, set->max_line);
-    bufferevent_setwatermark(c->bev, EV_WRITE, OUTPUT_LOW_WATER, 0);
-    bufferevent_set_timeouts(c->bev, &idle, &idle);
+    struct timeval login = {set->login_timeout, 0};
+    setup_bev(c);
     evtimer_add(c->login_timer, &login);
 
     struct audit_line a;
     audit_conn(&a, c, "info", "connect");
-    audit_tok(&a, "tls", "no");
+    audit_tok(&a, "listener", tls ? "pop3s" : "pop3");
     audit_end(&a);
 
-    pop3_session_start(c->session);
+    if (!tls) {
+        c->session_started = true;
+        pop3_session_start(c->session);
+    }
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }

@@ -43,13 +43,13 @@ struct server *server_new(const struct net_settings *set, const char **error_r)
     return srv;
 }
 
-static int bind_one(struct server *srv, const struct addrinfo *ai, const char *address,
+static int bind_one(struct server *srv, const struct addrinfo *ai, const char *address, bool tls,
                     const char **error_r)
 {
     static _Thread_local char err[512];
     int fd, one = 1;
 
-    if (srv->n_listen == MAX_LISTEN) {
+    if (srv->n_listen == 2 * MAX_LISTEN) {
         *error_r = "too many listening addresses";
         return -1;
     }
@@ -62,6 +62,7 @@ static int bind_one(struct server *srv, const struct addrinfo *ai, const char *a
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0)
         goto fail;
+    srv->listen_tls[srv->n_listen] = tls;
     srv->listen_fds[srv->n_listen++] = fd;
     return 0;
 fail:
@@ -72,7 +73,7 @@ fail:
     return -1;
 }
 
-int server_listen(struct server *srv, const char *address, const char **error_r)
+int server_listen(struct server *srv, const char *address, bool tls, const char **error_r)
 {
     static _Thread_local char err[512];
     char host[256];
@@ -104,7 +105,7 @@ int server_listen(struct server *srv, const char *address, const char **error_r)
         return -1;
     }
     for (ai = res; ai != NULL; ai = ai->ai_next) {
-        if (bind_one(srv, ai, colon[-1] == ']' ? address - 1 : address, error_r) < 0) {
+        if (bind_one(srv, ai, colon[-1] == ']' ? address - 1 : address, tls, error_r) < 0) {
             freeaddrinfo(res);
             return -1;
         }
@@ -116,8 +117,10 @@ int server_listen(struct server *srv, const char *address, const char **error_r)
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
                       void *arg)
 {
+    struct listener_ctx *lc = arg;
+
     (void)l;
-    conn_accept(arg, fd, sa, salen);
+    conn_accept(lc->w, fd, sa, salen, lc->tls);
 }
 
 static void set_listening(struct worker *w, bool on)
@@ -140,7 +143,7 @@ static void retry_accept_cb(evutil_socket_t fd, short what, void *arg)
 /* Out of file descriptors: accepting again at once would spin. */
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
-    struct worker *w = arg;
+    struct worker *w = ((struct listener_ctx *)arg)->w;
     struct timeval tv = {0, 200000};
     int err = EVUTIL_SOCKET_ERROR();
 
@@ -231,8 +234,10 @@ int server_start(struct server *srv, struct auth *auth, const char **error_r)
         w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
         w->retry_accept = evtimer_new(w->base, retry_accept_cb, w);
         for (unsigned j = 0; j < srv->n_listen; j++) {
-            w->listeners[j] = evconnlistener_new(w->base, accept_cb, w, LEV_OPT_CLOSE_ON_EXEC, 0,
-                                                 srv->listen_fds[j]);
+            w->listener_ctx[j].w = w;
+            w->listener_ctx[j].tls = srv->listen_tls[j];
+            w->listeners[j] = evconnlistener_new(w->base, accept_cb, &w->listener_ctx[j],
+                                                 LEV_OPT_CLOSE_ON_EXEC, 0, srv->listen_fds[j]);
             if (w->listeners[j] == NULL) {
                 *error_r = "cannot watch listening socket";
                 return -1;

@@ -16,6 +16,9 @@
 
 struct conn;
 
+/* Encrypted bytes kept on the socket side of a TLS connection, each way. */
+#define TLS_RAW_BUFFER (64 * 1024)
+
 /* One login attempt on its way through the pool and back. */
 struct login_job {
     struct auth_request req; /* first: the pool runs it */
@@ -30,7 +33,11 @@ struct worker {
     unsigned id;
     struct event_base *base;
     pthread_t thread;
-    struct evconnlistener *listeners[MAX_LISTEN];
+    struct evconnlistener *listeners[2 * MAX_LISTEN];
+    struct listener_ctx {
+        struct worker *w;
+        bool tls;
+    } listener_ctx[2 * MAX_LISTEN];
     struct event *retry_accept; /* after EMFILE: listeners paused briefly */
     struct event *stop_ev;
     /* Login results posted by pool threads, taken by this thread. */
@@ -42,7 +49,8 @@ struct worker {
 
 struct server {
     struct net_settings set;
-    int listen_fds[MAX_LISTEN];
+    int listen_fds[2 * MAX_LISTEN];
+    bool listen_tls[2 * MAX_LISTEN];
     unsigned n_listen;
     struct worker *workers;
     unsigned n_workers;
@@ -52,7 +60,7 @@ struct server {
 };
 
 /* conn.c */
-void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen);
+void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen, bool tls);
 void conn_login_done(struct login_job *job);
 void conn_close_all(struct worker *w);
 /* Called on a pool thread: queue the job for its connection's worker. */

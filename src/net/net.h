@@ -11,6 +11,7 @@
 
 struct auth;
 struct guard;
+struct tls;
 
 struct net_settings {
     unsigned threads; /* I/O threads, at least 1 */
@@ -23,13 +24,17 @@ struct net_settings {
     const char *base_dir;      /* for a relative mail location */
     struct auth *auth;
     struct guard *guard;
+    struct tls *tls; /* NULL: no TLS (no STLS, no POP3S listeners) */
+    bool require_tls;
+    bool allow_plaintext_loopback;
 };
 
 struct server;
 
 struct server *server_new(const struct net_settings *set, const char **error_r);
-/* Binds every address "HOST:PORT" ("[v6]:PORT", "*:PORT") resolves to. */
-int server_listen(struct server *srv, const char *address, const char **error_r);
+/* Binds every address "HOST:PORT" ("[v6]:PORT", "*:PORT") resolves to;
+ * tls: implicit TLS (POP3S) rather than plain POP3 with STLS. */
+int server_listen(struct server *srv, const char *address, bool tls, const char **error_r);
 /* Starts the I/O threads, which verify logins through auth; returns at
  * once. Separate from server_new so that listeners can be bound before the
  * daemon forks and threads started after. */

@@ -15,6 +15,8 @@ void capa_write(struct pop3_session *s)
     } while (0)
 
     LINE("+OK Capability list follows");
+    if (s->set.stls && !s->tls && s->state == POP3_STATE_AUTHORIZATION)
+        LINE("STLS");
     LINE("TOP");
     LINE("UIDL");
     LINE("RESP-CODES");
@@ -22,7 +24,9 @@ void capa_write(struct pop3_session *s)
     LINE("PIPELINING");
     /* Postern never removes mail on its own. */
     LINE("EXPIRE NEVER");
-    if (s->state == POP3_STATE_AUTHORIZATION)
+    /* Before TLS, where TLS is required, USER is not offered (RFC 2595
+     * section 4: a client must not send a password it was not invited to). */
+    if (s->state == POP3_STATE_AUTHORIZATION && session_credentials_allowed(s))
         LINE("USER");
     LINE("IMPLEMENTATION Postern");
     LINE(".");

@@ -49,8 +49,37 @@ static void emit(struct pop3_session *s, enum pop3_event_type type, unsigned i)
     s->io->event(s->ctx, &ev);
 }
 
+/*
+ * Credentials before TLS where TLS is required: refused, and reported (the
+ * guard alerts on it). The name is passed on only when the command is
+ * USER or APOP: a PASS argument is a password.
+ */
+static bool cleartext_refused(struct pop3_session *s, const char *mech, const char *user,
+                              size_t len)
+{
+    char name[POP3_USER_MAX + 1];
+
+    if (session_credentials_allowed(s))
+        return false;
+    if (s->io->event != NULL) {
+        struct pop3_event ev = {.type = POP3_EVENT_CLEARTEXT, .mech = mech};
+        if (user != NULL) {
+            if (len > POP3_USER_MAX)
+                len = POP3_USER_MAX;
+            memcpy(name, user, len);
+            name[len] = '\0';
+            ev.user = name;
+        }
+        s->io->event(s->ctx, &ev);
+    }
+    snprintf(s->reply, sizeof(s->reply), "[AUTH] TLS is required");
+    return true;
+}
+
 static enum cmd_result cmd_user(struct pop3_session *s, const struct pop3_args *a)
 {
+    if (cleartext_refused(s, "USER", a->arg[0], a->len[0]))
+        return CMD_ERR;
     if (a->len[0] > POP3_USER_MAX) {
         s->have_user = false;
         return ERR("User name too long");
@@ -79,6 +108,8 @@ static enum cmd_result start_auth(struct pop3_session *s, enum pop3_mech mech, c
 
 static enum cmd_result cmd_pass(struct pop3_session *s, const struct pop3_args *a)
 {
+    if (cleartext_refused(s, "PASS", NULL, 0))
+        return CMD_ERR;
     if (!s->have_user)
         return ERR("Send USER first");
     return start_auth(s, POP3_MECH_USER, a->rest, a->rest_len);
@@ -88,6 +119,8 @@ static enum cmd_result cmd_apop(struct pop3_session *s, const struct pop3_args *
 {
     if (s->set.apop_timestamp == NULL)
         return ERR("APOP is not enabled on this server");
+    if (cleartext_refused(s, "APOP", a->arg[0], a->len[0]))
+        return CMD_ERR;
     if (a->len[0] > POP3_USER_MAX)
         return ERR("User name too long");
     if (a->len[1] != 32)
@@ -253,6 +286,20 @@ static enum cmd_result cmd_rset(struct pop3_session *s, const struct pop3_args *
     return OK("%u messages (%llu octets)", s->count, (unsigned long long)s->total_size);
 }
 
+static enum cmd_result cmd_stls(struct pop3_session *s, const struct pop3_args *a)
+{
+    (void)a;
+    if (s->tls)
+        return ERR("Already using TLS");
+    if (!s->set.stls || s->io->starttls == NULL)
+        return ERR("TLS is not available on this server");
+    session_reply(s, "+OK Begin TLS negotiation");
+    s->have_user = false;
+    s->tls_pending = true;
+    s->io->starttls(s->ctx);
+    return CMD_DONE;
+}
+
 static enum cmd_result cmd_capa(struct pop3_session *s, const struct pop3_args *a)
 {
     (void)a;
@@ -265,13 +312,13 @@ static enum cmd_result cmd_capa(struct pop3_session *s, const struct pop3_args *
 
 static const struct pop3_command commands[] = {
     /* name,  states,        min, max, raw, handler */
-    {"USER", AUTH, 1, 1, false, cmd_user},         {"PASS", AUTH, 1, 1, true, cmd_pass},
-    {"APOP", AUTH, 2, 2, false, cmd_apop},         {"CAPA", AUTH | TRANS, 0, 0, false, cmd_capa},
-    {"QUIT", AUTH | TRANS, 0, 0, false, cmd_quit}, {"STAT", TRANS, 0, 0, false, cmd_stat},
-    {"LIST", TRANS, 0, 1, false, cmd_list},        {"UIDL", TRANS, 0, 1, false, cmd_uidl},
-    {"RETR", TRANS, 1, 1, false, cmd_retr},        {"TOP", TRANS, 2, 2, false, cmd_top},
-    {"DELE", TRANS, 1, 1, false, cmd_dele},        {"NOOP", TRANS, 0, 0, false, cmd_noop},
-    {"RSET", TRANS, 0, 0, false, cmd_rset},
+    {"USER", AUTH, 1, 1, false, cmd_user},  {"PASS", AUTH, 1, 1, true, cmd_pass},
+    {"APOP", AUTH, 2, 2, false, cmd_apop},  {"CAPA", AUTH | TRANS, 0, 0, false, cmd_capa},
+    {"STLS", AUTH, 0, 0, false, cmd_stls},  {"QUIT", AUTH | TRANS, 0, 0, false, cmd_quit},
+    {"STAT", TRANS, 0, 0, false, cmd_stat}, {"LIST", TRANS, 0, 1, false, cmd_list},
+    {"UIDL", TRANS, 0, 1, false, cmd_uidl}, {"RETR", TRANS, 1, 1, false, cmd_retr},
+    {"TOP", TRANS, 2, 2, false, cmd_top},   {"DELE", TRANS, 1, 1, false, cmd_dele},
+    {"NOOP", TRANS, 0, 0, false, cmd_noop}, {"RSET", TRANS, 0, 0, false, cmd_rset},
 };
 
 const struct pop3_command *pop3_command_find(const char *name, size_t len)

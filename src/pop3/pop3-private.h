@@ -37,6 +37,9 @@ struct pop3_session {
     void *ctx;
 
     enum pop3_state state;
+    bool tls;         /* the connection is TLS */
+    bool secure;      /* credentials may be sent: TLS, or exempt from it */
+    bool tls_pending; /* STLS answered, handshake not done */
     bool auth_pending;
     bool closed;
     bool have_user;
@@ -82,5 +85,10 @@ static inline bool session_is_deleted(const struct pop3_session *s, unsigned i)
 
 /* capa.c: writes the complete multi-line CAPA answer. */
 void capa_write(struct pop3_session *s);
+/* Whether USER/PASS (and later SASL) may be offered and used now. */
+static inline bool session_credentials_allowed(const struct pop3_session *s)
+{
+    return s->secure || !s->set.require_tls;
+}
 
 #endif

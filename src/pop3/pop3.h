@@ -57,9 +57,10 @@ enum pop3_auth_result {
 };
 
 enum pop3_event_type {
-    POP3_EVENT_RETR, /* msg, uid, size */
-    POP3_EVENT_DELE, /* msg, uid, size: removed in UPDATE */
-    POP3_EVENT_QUIT, /* deleted, failed */
+    POP3_EVENT_RETR,      /* msg, uid, size */
+    POP3_EVENT_DELE,      /* msg, uid, size: removed in UPDATE */
+    POP3_EVENT_QUIT,      /* deleted, failed */
+    POP3_EVENT_CLEARTEXT, /* credentials offered before TLS: user (may be NULL), mech */
 };
 
 struct pop3_event {
@@ -68,7 +69,9 @@ struct pop3_event {
     const char *uid;
     uint64_t size;
     unsigned deleted, failed;
-    bool unsynced; /* QUIT: the removals could not be made durable */
+    bool unsynced;    /* QUIT: the removals could not be made durable */
+    const char *user; /* CLEARTEXT: the name given, if any */
+    const char *mech; /* CLEARTEXT: "USER", "PASS", "APOP" */
 };
 
 struct pop3_io {
@@ -81,6 +84,10 @@ struct pop3_io {
     void (*auth)(void *ctx, const struct pop3_auth_req *req);
     /* The session is over: send what is queued, then close. */
     void (*close)(void *ctx);
+    /* STLS was answered +OK: once that line is sent, discard whatever the
+     * client sent after STLS and start the TLS handshake; report the
+     * outcome with pop3_session_tls_started() or close the connection. */
+    void (*starttls)(void *ctx);
     /* Audit hook; may be NULL. */
     void (*event)(void *ctx, const struct pop3_event *ev);
 };
@@ -88,6 +95,10 @@ struct pop3_io {
 struct pop3_settings {
     const char *greeting;       /* text after "+OK " */
     const char *apop_timestamp; /* "<...>" in the greeting, or NULL: no APOP */
+    bool stls;                  /* TLS is configured: STLS may be offered */
+    bool tls;                   /* the connection is TLS already (POP3S) */
+    bool secure;                /* counts as TLS without being it (trusted proxy, loopback) */
+    bool require_tls;           /* no credentials unless tls or secure */
 };
 
 struct pop3_session;
@@ -109,6 +120,9 @@ void pop3_session_output_drained(struct pop3_session *s);
  * it when destroyed); any other result ignores mb (pass NULL). */
 void pop3_session_auth_done(struct pop3_session *s, enum pop3_auth_result result,
                             struct mailbox *mb);
+/* The STLS handshake completed: the session starts over in AUTHORIZATION,
+ * now on TLS (RFC 2595: no new greeting; the client asks CAPA again). */
+void pop3_session_tls_started(struct pop3_session *s);
 enum pop3_state pop3_session_state(const struct pop3_session *s);
 const char *pop3_session_user(const struct pop3_session *s);
 

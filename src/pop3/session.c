@@ -22,6 +22,8 @@ struct pop3_session *pop3_session_new(const struct pop3_settings *set, const str
     s->io = io;
     s->ctx = ctx;
     s->state = POP3_STATE_AUTHORIZATION;
+    s->tls = set->tls;
+    s->secure = set->tls || set->secure;
     return s;
 }
 
@@ -85,8 +87,18 @@ void pop3_session_start(struct pop3_session *s)
 
 bool pop3_session_wants_input(const struct pop3_session *s)
 {
-    return !s->closed && !s->auth_pending && s->out == OUT_NONE &&
+    return !s->closed && !s->auth_pending && !s->tls_pending && s->out == OUT_NONE &&
            s->io->pending(s->ctx) < POP3_OUTPUT_HIGH;
+}
+
+void pop3_session_tls_started(struct pop3_session *s)
+{
+    s->tls_pending = false;
+    s->tls = true;
+    s->secure = true;
+    /* Nothing said before TLS carries over into it. */
+    s->have_user = false;
+    explicit_bzero(s->user, sizeof(s->user));
 }
 
 enum pop3_state pop3_session_state(const struct pop3_session *s)

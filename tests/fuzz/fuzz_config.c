@@ -45,7 +45,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     err[0] = '\0';
     if (config_load(path, &cfg, err, sizeof(err)) == 0) {
         check(cfg.path != NULL && cfg.dir != NULL, "no path");
-        check(cfg.n_listen >= 1 && cfg.n_listen <= MAX_LISTEN, "listen count");
+        check(cfg.n_listen + cfg.n_listen_tls >= 1 && cfg.n_listen <= MAX_LISTEN &&
+                  cfg.n_listen_tls <= MAX_LISTEN,
+              "listen count");
+        for (unsigned i = 0; i < cfg.n_listen_tls; i++)
+            check(cfg.listen_tls[i] != NULL && strchr(cfg.listen_tls[i], ':') != NULL,
+                  "bad listen_tls");
+        check((cfg.tls_cert == NULL) == (cfg.tls_key == NULL), "cert without key");
         for (unsigned i = 0; i < cfg.n_listen; i++)
             check(cfg.listen[i] != NULL && strchr(cfg.listen[i], ':') != NULL, "bad listen");
         check(cfg.passdb != NULL && cfg.passdb[0] != '\0', "no passdb");

@@ -7,7 +7,10 @@
  * is played by draining the output only when the session stalls.
  *
  * Input: byte 0 chooses APOP, the client's speed and where the auth
- * results start; byte 1 the mailbox's failures; the rest is the
+ * results start; byte 1 the mailbox's failures; byte 2 the TLS settings
+ * (STLS offered, TLS required, exempt) -- a STLS handshake always
+ * succeeds and no credential is ever requested before TLS where it is
+ * required; the rest is the
  * conversation. Beyond "no crash, no leak" (the sanitizers) it checks:
  * nothing is removed except during QUIT, no write after close, every
  * reply to a command starts with +OK or -ERR, output between drains stays
@@ -89,8 +92,9 @@ struct run {
     struct pop3_session *s;
     struct mock_mailbox *mm;
     uint8_t mb_flags;
-    unsigned answered, next_result;
+    unsigned answered, next_result, handshakes;
     bool slow;
+    bool tls, must_have_tls; /* credentials only over TLS */
 };
 
 /* Does what the network layer does while the session takes no input:
@@ -105,7 +109,11 @@ static void unblock(struct run *r)
 
     while (r->io.closes == 0 && !pop3_session_wants_input(r->s)) {
         check(++rounds < 100000, "session never takes input again");
-        if (r->io.auth_calls > r->answered) {
+        if (r->io.starttls_calls > r->handshakes) {
+            r->handshakes++;
+            r->tls = true;
+            pop3_session_tls_started(r->s);
+        } else if (r->io.auth_calls > r->answered) {
             enum pop3_auth_result res = results[r->next_result++ % 6];
             r->answered++;
             struct mailbox *mb = NULL;
@@ -134,7 +142,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct run r;
     struct pop3_settings set = {.greeting = "Postern ready"};
 
-    if (size < 2)
+    if (size < 3)
         return 0;
     if (big == NULL)
         make_big();
@@ -146,11 +154,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     r.mb_flags = data[1];
     if (data[0] & 1)
         set.apop_timestamp = "<1896.697170952@dbc.mtview.ca.us>";
+    set.stls = data[2] & 1;
+    set.tls = data[2] & 2;
+    set.secure = data[2] & 4;
+    set.require_tls = data[2] & 8;
+    r.tls = set.tls;
+    r.must_have_tls = set.require_tls && !set.secure;
     r.s = pop3_session_new(&set, &r.io.io, &r.io);
     check(r.s != NULL, "out of memory");
     pop3_session_start(r.s);
 
-    const char *p = (const char *)data + 2, *end = (const char *)data + size;
+    const char *p = (const char *)data + 3, *end = (const char *)data + size;
     while (p < end && r.io.closes == 0) {
         unblock(&r);
         if (r.io.closes != 0)
@@ -167,7 +181,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (r.mm != NULL)
             r.mm->forbid_expunge = !is_quit(p, cmd_len);
         mock_io_clear(&r.io);
+        unsigned auths = r.io.auth_calls;
         pop3_session_input(r.s, p, cmd_len);
+        check(r.io.auth_calls == auths || r.tls || !r.must_have_tls,
+              "credentials accepted before TLS");
         if (r.io.out_len > 0)
             check(memcmp(r.io.out, "+OK", 3) == 0 || memcmp(r.io.out, "-ERR", 4) == 0,
                   "reply without +OK or -ERR");

@@ -156,7 +156,9 @@ def parse_logfmt(line):
 
 DEFAULT_CONFIG = {
     "server": {"listen": None, "threads": "2", "state_dir": "state"},
-    "auth": {"passdb": "passwd-file:users", "apop": "no"},
+    # TLS is required by default; the tests of plain POP3 run on loopback,
+    # which this exempts. tests/integration/test_tls.py turns it off.
+    "auth": {"passdb": "passwd-file:users", "apop": "no", "allow_plaintext_loopback": "yes"},
     "mail": {"location": "maildir:mail/%u/Maildir"},
     "limits": {
         "login_timeout": "60",

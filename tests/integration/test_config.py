@@ -17,6 +17,7 @@ listen = 127.0.0.1:{port}
 threads = 1
 [auth]
 passdb = passwd-file:users
+allow_plaintext_loopback = yes
 [mail]
 location = maildir:mail/%u/Maildir
 [log]

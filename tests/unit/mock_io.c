@@ -84,6 +84,20 @@ static void io_event(void *ctx, const struct pop3_event *ev)
     e->size = ev->size;
     e->deleted = ev->deleted;
     e->failed = ev->failed;
+    if (ev->user != NULL) {
+        snprintf(e->user, sizeof(e->user), "%s", ev->user);
+        e->has_user = true;
+    }
+    if (ev->mech != NULL)
+        snprintf(e->mech, sizeof(e->mech), "%s", ev->mech);
+}
+
+static void io_starttls(void *ctx)
+{
+    struct mock_io *m = ctx;
+
+    m->starttls_calls++;
+    m->out_len_at_starttls = m->out_len;
 }
 
 void mock_io_init(struct mock_io *m)
@@ -94,6 +108,7 @@ void mock_io_init(struct mock_io *m)
     m->io.auth = io_auth;
     m->io.close = io_close;
     m->io.event = io_event;
+    m->io.starttls = io_starttls;
     m->out_cap = 4096;
     m->out = malloc(m->out_cap);
     if (m->out == NULL)

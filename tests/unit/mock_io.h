@@ -34,6 +34,9 @@ struct mock_event {
     char uid[128];
     uint64_t size;
     unsigned deleted, failed;
+    char user[512]; /* CLEARTEXT */
+    char mech[16];  /* CLEARTEXT */
+    bool has_user;
 };
 
 struct mock_io {
@@ -53,6 +56,8 @@ struct mock_io {
     unsigned writes;
     unsigned writes_after_close;
     unsigned closes;
+    unsigned starttls_calls;
+    size_t out_len_at_starttls; /* output written before the handshake began */
     unsigned auth_calls;
     struct mock_auth_call last_auth;
     struct mock_event *events;

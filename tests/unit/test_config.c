@@ -16,6 +16,8 @@
 #include <limits.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include "daemon/config.h"
 
 static char dir[PATH_MAX];       /* the temporary folder, as realpath() gives it */
@@ -77,7 +79,7 @@ static void load_bad(const char *text, const char *suffix)
 }
 
 #define REQUIRED                                                                                   \
-    "[server]\nlisten = 127.0.0.1:1110\n[auth]\npassdb = passwd-file:users\n"                      \
+    "[server]\nlisten = 127.0.0.1:1110\n[auth]\npassdb = passwd-file:users\nrequire_tls = no\n"    \
     "[mail]\nlocation = maildir:mail/%u/Maildir\n"
 
 static void test_full(void **state)
@@ -98,6 +100,7 @@ static void test_full(void **state)
             "[auth]\n"
             "passdb = passwd-file:users\n"
             "apop = yes\n"
+            "require_tls = no\n"
             "\n"
             "[mail]\n"
             "location = maildir:mail/%u/Maildir   ; %u user\n"
@@ -173,6 +176,7 @@ static void test_values(void **state)
     load_ok("[server]\nlisten = 0.0.0.0:110,[::]:110 , 10.0.0.1:65535\nstate_dir = /var/lib/p\n"
             "greeting = a;b\n"
             "[auth]\npassdb = passwd-file:/etc/users\napop = false\n"
+            "allow_plaintext_loopback = yes\n"
             "[mail]\nlocation = maildir:/srv/%d/%n\n"
             "[log]\naudit = syslog\n",
             &cfg);
@@ -184,6 +188,9 @@ static void test_values(void **state)
     /* A ';' is a comment only after white space. */
     assert_string_equal(cfg.greeting, "a;b");
     assert_false(cfg.apop);
+    /* TLS is required by default; without TLS only loopback may log in. */
+    assert_true(cfg.require_tls);
+    assert_true(cfg.allow_plaintext_loopback);
     assert_string_equal(cfg.audit, "syslog");
     config_free(&cfg);
 
@@ -227,8 +234,8 @@ static void test_unknown(void **state)
     (void)state;
     load_bad("[server]\nlisten = a:1\nfoo = 1\n", ":3: [server] foo: unknown key");
     /* The section header itself is the error, with or without keys. */
-    load_bad(REQUIRED "[bogus]\nx = 1\n", ":7: unknown section [bogus]");
-    load_bad(REQUIRED "[ tsl ]\n", ":7: unknown section [tsl]");
+    load_bad(REQUIRED "[bogus]\nx = 1\n", ":8: unknown section [bogus]");
+    load_bad(REQUIRED "[ tsl ]\n", ":8: unknown section [tsl]");
     load_bad("threads = 1\n", ":1: [] threads: unknown section []");
     /* Keys are not shared between sections. */
     load_bad("[auth]\nthreads = 1\n", ":2: [auth] threads: unknown key");
@@ -329,6 +336,61 @@ static void test_set_twice(void **state)
              ":3: [server] listen: set twice (an indented line continues the one above)");
 }
 
+#define REQUIRE_TLS_WHY                                                                            \
+    "is yes (the default) but there is no [tls] cert and key: no client could log in "             \
+    "(configure TLS, or set require_tls = no)"
+
+static void test_tls_keys(void **state)
+{
+    struct config cfg;
+    char want[PATH_MAX + 64];
+
+    (void)state;
+    load_ok("[server]\nlisten_tls = 127.0.0.1:1995\n"
+            "[auth]\npassdb = passwd-file:users\n"
+            "[mail]\nlocation = maildir:m\n"
+            "[tls]\ncert = tls/cert.pem\nkey = /etc/k.pem\nca = ca.pem\nmin_version = 1.3\n"
+            "ciphers = HIGH:!aNULL\nciphersuites = TLS_AES_256_GCM_SHA384\n",
+            &cfg);
+    assert_int_equal(cfg.n_listen, 0);
+    assert_int_equal(cfg.n_listen_tls, 1);
+    assert_string_equal(cfg.listen_tls[0], "127.0.0.1:1995");
+    snprintf(want, sizeof(want), "%s/tls/cert.pem", dir);
+    assert_string_equal(cfg.tls_cert, want);
+    assert_string_equal(cfg.tls_key, "/etc/k.pem");
+    assert_int_equal(cfg.tls_min_version, TLS1_3_VERSION);
+    assert_string_equal(cfg.tls_ciphers, "HIGH:!aNULL");
+    assert_string_equal(cfg.tls_ciphersuites, "TLS_AES_256_GCM_SHA384");
+    assert_true(cfg.require_tls);
+    assert_false(cfg.allow_plaintext_loopback);
+    config_free(&cfg);
+
+    load_ok("[server]\nlisten = a:1\n[auth]\npassdb = passwd-file:u\n[mail]\nlocation = maildir:m\n"
+            "[tls]\ncert = c\nkey = k\n",
+            &cfg);
+    assert_int_equal(cfg.tls_min_version, TLS1_2_VERSION);
+    assert_null(cfg.tls_ca);
+    config_free(&cfg);
+
+#define BASE                                                                                       \
+    "[server]\nlisten = a:1\n[auth]\npassdb = passwd-file:u\n[mail]\nlocation = maildir:m\n"
+    load_bad(BASE "[tls]\ncert = c\nkey = k\nmin_version = 1.1\n",
+             ":10: [tls] min_version: must be 1.2 or 1.3, not \"1.1\"");
+    load_bad(BASE "[tls]\ncert = c\n", ":8: [tls] cert: needs [tls] key too");
+    load_bad(BASE "[tls]\nkey = k\n", ":8: [tls] key: needs [tls] cert too");
+    load_bad(BASE "[auth]\nrequire_tls = no\n[tls]\nca = x\n",
+             ":10: [tls] ca: has no effect without [tls] cert and key");
+    load_bad(BASE "[auth]\nrequire_tls = no\n[server]\nlisten_tls = b:2\n",
+             ":10: [server] listen_tls: needs [tls] cert and key");
+    /* require_tls with no TLS at all and no loopback exemption: nobody
+     * could log in. */
+    load_bad(BASE, ": [auth] require_tls: " REQUIRE_TLS_WHY);
+    load_bad(BASE "[auth]\nrequire_tls = yes\n", ":8: [auth] require_tls: " REQUIRE_TLS_WHY);
+    load_bad("[auth]\npassdb = passwd-file:u\nrequire_tls = no\n[mail]\nlocation = maildir:m\n",
+             ": [server] listen: required key is missing (give listen, listen_tls or both)");
+#undef BASE
+}
+
 static void test_missing_required(void **state)
 {
     (void)state;
@@ -336,19 +398,20 @@ static void test_missing_required(void **state)
     load_bad("[server]\nlisten = a:1\n[mail]\nlocation = maildir:m\n",
              ": [auth] passdb: required key is missing");
     load_bad("[auth]\npassdb = passwd-file:u\n[mail]\nlocation = maildir:m\n",
-             ": [server] listen: required key is missing");
+             ": [server] listen: required key is missing (give listen, listen_tls or both)");
     load_bad("[server]\nlisten = a:1\n[auth]\npassdb = passwd-file:u\n",
              ": [mail] location: required key is missing");
-    load_bad("", ": [server] listen: required key is missing");
-    load_bad("; nothing\n", ": [server] listen: required key is missing");
+    load_bad("", ": [server] listen: required key is missing (give listen, listen_tls or both)");
+    load_bad("; nothing\n",
+             ": [server] listen: required key is missing (give listen, listen_tls or both)");
 }
 
 static void test_syntax(void **state)
 {
     (void)state;
     load_bad("[server\nlisten = a:1\n", ":1: syntax error: expected [section] or key = value");
-    load_bad(REQUIRED "just some words\n", ":7: syntax error: expected [section] or key = value");
-    load_bad(REQUIRED "[limits]\n= 5\n", ":8: syntax error: a value without a key");
+    load_bad(REQUIRED "just some words\n", ":8: syntax error: expected [section] or key = value");
+    load_bad(REQUIRED "[limits]\n= 5\n", ":9: syntax error: a value without a key");
     /* The first error is the one reported, whoever found it. */
     load_bad("[server]\nfoo = 1\nbar\n", ":2: [server] foo: unknown key");
     load_bad("[server]\nbar\nfoo = 1\n", ":2: syntax error: expected [section] or key = value");
@@ -403,13 +466,13 @@ static void test_missing_file(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_full),         cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_values),       cmocka_unit_test(test_relative_config_path),
-        cmocka_unit_test(test_unknown),      cmocka_unit_test(test_bad_numbers),
-        cmocka_unit_test(test_bad_values),   cmocka_unit_test(test_bad_listen),
-        cmocka_unit_test(test_set_twice),    cmocka_unit_test(test_missing_required),
-        cmocka_unit_test(test_syntax),       cmocka_unit_test(test_long_line),
-        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_full),       cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_values),     cmocka_unit_test(test_relative_config_path),
+        cmocka_unit_test(test_unknown),    cmocka_unit_test(test_bad_numbers),
+        cmocka_unit_test(test_bad_values), cmocka_unit_test(test_bad_listen),
+        cmocka_unit_test(test_set_twice),  cmocka_unit_test(test_missing_required),
+        cmocka_unit_test(test_tls_keys),   cmocka_unit_test(test_syntax),
+        cmocka_unit_test(test_long_line),  cmocka_unit_test(test_missing_file),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -399,7 +399,6 @@ static void test_unknown_empty_nul(void **state)
     expect_cmd(f, "STATX", "-ERR Unknown command\r\n");
     expect_cmd(f, "STA", "-ERR Unknown command\r\n");
     expect_cmd(f, "AUTH PLAIN", "-ERR Unknown command\r\n");
-    expect_cmd(f, "STLS", "-ERR Unknown command\r\n");
     expect_cmd(f, "", "-ERR Empty command\r\n");
     expect_cmd(f, " STAT", "-ERR Empty command\r\n");
     expect_cmd(f, "   ", "-ERR Empty command\r\n");
@@ -1171,6 +1170,128 @@ static void test_no_event_hook(void **state)
     assert_true(f->mm->msgs[0].expunged);
 }
 
+/* --- TLS: STLS and the requirement of TLS for credentials --- */
+
+/* Starts the fixture's session again with other settings. */
+static void renew(struct fx *f, bool stls, bool tls, bool secure, bool require_tls)
+{
+    pop3_session_destroy(&f->s);
+    f->set.stls = stls;
+    f->set.tls = tls;
+    f->set.secure = secure;
+    f->set.require_tls = require_tls;
+    f->s = pop3_session_new(&f->set, &f->io.io, &f->io);
+    assert_non_null(f->s);
+    mock_io_clear(&f->io);
+}
+
+#define TCAPA_HEAD "+OK Capability list follows\r\n"
+#define TCAPA_BODY "TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nEXPIRE NEVER\r\n"
+#define TCAPA_TAIL "IMPLEMENTATION Postern\r\n.\r\n"
+
+static void test_stls_upgrade(void **state)
+{
+    struct fx *f = *state;
+
+    renew(f, true, false, false, true);
+    /* Before TLS: STLS offered, USER not. */
+    expect_cmd(f, "CAPA", TCAPA_HEAD "STLS\r\n" TCAPA_BODY TCAPA_TAIL);
+    expect_cmd(f, "USER alice", "-ERR [AUTH] TLS is required\r\n");
+    assert_int_equal(f->io.n_events, 1);
+    assert_int_equal(f->io.events[0].type, POP3_EVENT_CLEARTEXT);
+    assert_string_equal(f->io.events[0].mech, "USER");
+    assert_true(f->io.events[0].has_user);
+    assert_string_equal(f->io.events[0].user, "alice");
+    /* A password is never passed on as a user name. */
+    expect_cmd(f, "PASS hunter2", "-ERR [AUTH] TLS is required\r\n");
+    assert_int_equal(f->io.n_events, 2);
+    assert_string_equal(f->io.events[1].mech, "PASS");
+    assert_false(f->io.events[1].has_user);
+    assert_int_equal(f->io.auth_calls, 0);
+
+    expect_cmd(f, "stls", "+OK Begin TLS negotiation\r\n");
+    assert_int_equal(f->io.starttls_calls, 1);
+    /* The +OK went out before the handshake was asked for. */
+    assert_int_equal(f->io.out_len_at_starttls, strlen("+OK Begin TLS negotiation\r\n"));
+    /* Until the handshake is done, nothing is read or answered. */
+    assert_false(pop3_session_wants_input(f->s));
+    cmd(f, "CAPA");
+    expect(f, "");
+    pop3_session_tls_started(f->s);
+    assert_true(pop3_session_wants_input(f->s));
+    expect(f, ""); /* RFC 2595: no second greeting */
+    expect_cmd(f, "CAPA", TCAPA_HEAD TCAPA_BODY "USER\r\n" TCAPA_TAIL);
+    expect_cmd(f, "STLS", "-ERR Already using TLS\r\n");
+    assert_int_equal(f->io.starttls_calls, 1);
+    login(f);
+    expect_cmd(f, "STLS", "-ERR STLS is not allowed after login\r\n");
+}
+
+static void test_stls_forgets_user(void **state)
+{
+    struct fx *f = *state;
+
+    renew(f, true, false, false, false);
+    /* require_tls = no: both offered. */
+    expect_cmd(f, "CAPA", TCAPA_HEAD "STLS\r\n" TCAPA_BODY "USER\r\n" TCAPA_TAIL);
+    expect_cmd(f, "USER alice", "+OK Send PASS\r\n");
+    expect_cmd(f, "STLS", "+OK Begin TLS negotiation\r\n");
+    pop3_session_tls_started(f->s);
+    /* What was said in clear text does not carry over into TLS. */
+    expect_cmd(f, "PASS secret", "-ERR Send USER first\r\n");
+    assert_int_equal(f->io.auth_calls, 0);
+    login(f);
+}
+
+static void test_stls_unavailable(void **state)
+{
+    struct fx *f = *state;
+
+    renew(f, false, false, false, false);
+    expect_cmd(f, "CAPA", TCAPA_HEAD TCAPA_BODY "USER\r\n" TCAPA_TAIL);
+    expect_cmd(f, "STLS", "-ERR TLS is not available on this server\r\n");
+    expect_cmd(f, "STLS x", "-ERR Too many arguments for STLS\r\n");
+    assert_int_equal(f->io.starttls_calls, 0);
+    login(f);
+}
+
+static void test_implicit_tls_and_exemption(void **state)
+{
+    struct fx *f = *state;
+
+    /* POP3S: TLS from the start, no STLS. */
+    renew(f, true, true, false, true);
+    expect_cmd(f, "CAPA", TCAPA_HEAD TCAPA_BODY "USER\r\n" TCAPA_TAIL);
+    expect_cmd(f, "STLS", "-ERR Already using TLS\r\n");
+    login(f);
+    pop3_session_destroy(&f->s);
+    mock_mailbox_free(&f->mm);
+    f->mm = mock_mailbox_new();
+    mock_mailbox_add_str(f->mm, "uid-one", "a\r\n");
+    unsigned calls = f->io.auth_calls;
+
+    /* Exempt (loopback, or a proxy that ended TLS): credentials may be
+     * sent, and STLS is still offered. */
+    renew(f, true, false, true, true);
+    expect_cmd(f, "CAPA", TCAPA_HEAD "STLS\r\n" TCAPA_BODY "USER\r\n" TCAPA_TAIL);
+    expect_cmd(f, "USER alice", "+OK Send PASS\r\n");
+    expect_cmd(f, "PASS secret", "");
+    assert_int_equal(f->io.auth_calls, calls + 1);
+    assert_int_equal(f->io.n_events, 0);
+}
+
+static void test_apop_needs_tls(void **state)
+{
+    struct fx *f = *state;
+
+    renew(f, true, false, false, true);
+    expect_cmd(f, "APOP alice c4c9334bac560ecc979e58001b3e22fb", "-ERR [AUTH] TLS is required\r\n");
+    assert_int_equal(f->io.n_events, 1);
+    assert_string_equal(f->io.events[0].mech, "APOP");
+    assert_string_equal(f->io.events[0].user, "alice");
+    assert_int_equal(f->io.auth_calls, 0);
+}
+
 int main(void)
 {
 #define T(name)      cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1178,6 +1299,11 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_greeting),
         T_APOP(test_greeting_apop),
+        T(test_stls_upgrade),
+        T(test_stls_forgets_user),
+        T(test_stls_unavailable),
+        T(test_implicit_tls_and_exemption),
+        T_APOP(test_apop_needs_tls),
         T(test_user_pass_ok),
         T(test_login_reply_singular_and_empty),
         T(test_pass_secret_is_rest_of_line),
