@@ -35,7 +35,8 @@ GUARD_SRC := $(wildcard src/guard/*.c)
 NET_SRC  := $(wildcard src/net/*.c)
 CORE_SRC := $(LIB_SRC) $(POP3_SRC) $(STORE_SRC) $(AUTH_SRC) $(GUARD_SRC) src/daemon/config.c
 DAEMON_SRC := $(CORE_SRC) $(NET_SRC) src/daemon/main.c
-CLI_SRC  := $(CORE_SRC) $(wildcard src/cli/*.c)
+# `postern check` loads the TLS certificate the way the server does.
+CLI_SRC  := $(CORE_SRC) src/net/tls.c $(wildcard src/cli/*.c)
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(filter-out tests/unit/mock_%.c,$(wildcard tests/unit/test_*.c)))
 UNIT_MOCKS := $(wildcard tests/unit/mock_*.c)

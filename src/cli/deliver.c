@@ -18,6 +18,7 @@
 #include "auth/passdb.h"
 #include "cli/cli.h"
 #include "lib/log.h"
+#include "net/tls.h"
 #include "store/store.h"
 
 /* The host part of a Maildir name, with '/' and ':' encoded as the
@@ -175,6 +176,22 @@ int cmd_check(const struct config *cfg, const char *path)
         ret = EXIT_CONFIG;
     }
     free(mail);
+    if (cfg->tls_cert != NULL) {
+        struct tls_settings ts = {
+            .cert = cfg->tls_cert,
+            .key = cfg->tls_key,
+            .ca = cfg->tls_ca,
+            .min_version = cfg->tls_min_version,
+            .ciphers = cfg->tls_ciphers,
+            .ciphersuites = cfg->tls_ciphersuites,
+        };
+        struct tls *tls = tls_new(&ts, &error);
+        if (tls == NULL) {
+            cli_error("%s: %s", config_where(cfg, "tls", "cert"), error);
+            ret = EXIT_CONFIG;
+        }
+        tls_free(&tls);
+    }
     if (ret == 0)
         printf("%s: OK\n", cfg->path);
     return ret;

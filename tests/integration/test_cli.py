@@ -202,3 +202,24 @@ def test_usage_errors(cli_site):
     assert run(cli_site, "frobnicate").returncode == 64
     assert run(cli_site, "user", "add").returncode == 64
     assert run(cli_site, "user", "list", "extra").returncode == 64
+
+
+def test_check_loads_the_tls_certificate(cli_site):
+    cli_site.add_user("alice", "secret")
+    tls = cli_site.root / "tls"
+    tls.mkdir()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "30", "-subj", "/CN=localhost", "-keyout", str(tls / "key.pem"),
+         "-out", str(tls / "cert.pem")],
+        check=True, capture_output=True, timeout=60)
+    conf = cli_site.root / "postern.conf"
+    base = conf.read_text()
+    conf.write_text(base + "[tls]\ncert = tls/cert.pem\nkey = tls/key.pem\n")
+    p = run(cli_site, "check")
+    assert p.returncode == 0, p.stderr
+    (tls / "broken.pem").write_text("not a certificate\n")
+    conf.write_text(base + "[tls]\ncert = tls/broken.pem\nkey = tls/key.pem\n")
+    p = run(cli_site, "check")
+    assert p.returncode == 78
+    assert b"[tls] cert: cannot load certificate" in p.stderr, p.stderr
