@@ -50,6 +50,7 @@ struct conn {
     bool starttls;            /* STLS answered: switch once its line is consumed */
     bool session_started;     /* greeting sent (POP3S: after the handshake) */
     bool raw_watch;           /* closing: waiting for the socket side to drain */
+    bool close_notify_sent;   /* TLS ended with close_notify */
     const char *close_reason; /* for the disconnect line */
     const char *mech;
     uint64_t bytes_in, bytes_out;
@@ -378,7 +379,13 @@ static void start_tls(struct conn *c)
      * makes a slow reader push back through TLS. */
     bufferevent_setwatermark(plain, EV_READ, 0, TLS_RAW_BUFFER);
     bufferevent_setwatermark(plain, EV_WRITE, 0, TLS_RAW_BUFFER);
-    bufferevent_set_timeouts(plain, NULL, NULL);
+    /* The write (stall) timeout lives on the socket side: libevent 2.1
+     * never disarms a filter's write timer when its output empties, so
+     * on the TLS layer it would fire idle_timeout after the last reply
+     * and end an idle session without its -ERR, before the read (idle)
+     * timeout could. The TLS layer keeps the read timeout only. */
+    struct timeval idle = {c->w->srv->set.idle_timeout, 0};
+    bufferevent_set_timeouts(plain, NULL, &idle);
     struct bufferevent *bev = bufferevent_openssl_filter_new(
         c->w->base, plain, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
     if (bev == NULL) {
@@ -390,6 +397,7 @@ static void start_tls(struct conn *c)
     c->bev = bev;
     c->handshaking = true;
     setup_bev(c);
+    bufferevent_set_timeouts(c->bev, &idle, NULL);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
@@ -410,7 +418,10 @@ static void tls_established(struct conn *c)
         char subject[256];
         X509_NAME_oneline(X509_get_subject_name(peer), subject, sizeof(subject));
         audit_str(&a, "client_cert", subject);
-        audit_tok(&a, "client_cert_ok", SSL_get_verify_result(ssl) == X509_V_OK ? "yes" : "no");
+        long verify = SSL_get_verify_result(ssl);
+        audit_tok(&a, "client_cert_ok", verify == X509_V_OK ? "yes" : "no");
+        if (verify != X509_V_OK)
+            audit_str(&a, "client_cert_error", X509_verify_cert_error_string(verify));
     }
     audit_end(&a);
     if (c->session_started) {
@@ -504,6 +515,12 @@ static void write_cb(struct bufferevent *bev, void *arg)
     if (c->closing) {
         if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
             return;
+        if (c->tls && !c->close_notify_sent) {
+            /* Everything went through TLS: end it properly, so the client
+             * can tell the end of the session from a cut connection. */
+            c->close_notify_sent = true;
+            SSL_shutdown(bufferevent_openssl_get_ssl(bev));
+        }
         struct bufferevent *raw = bufferevent_get_underlying(bev);
         struct evbuffer *raw_out = raw != NULL ? bufferevent_get_output(raw) : NULL;
         if (raw_out != NULL && evbuffer_get_length(raw_out) > 0) {

@@ -134,6 +134,13 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
     return ret;
 }
 
+static int accept_any_client_cert(int preverify_ok, X509_STORE_CTX *store)
+{
+    (void)preverify_ok;
+    (void)store;
+    return 1; /* SSL_get_verify_result() still tells what the check found */
+}
+
 static SSL_CTX *ctx_load(struct tls *t, const char **error_r)
 {
     const struct tls_settings *set = &t->set;
@@ -144,8 +151,12 @@ static SSL_CTX *ctx_load(struct tls *t, const char **error_r)
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, set->min_version);
+    /* IGNORE_UNEXPECTED_EOF: many mail clients just close the socket
+     * after QUIT. Truncation cannot hurt a POP3 server (the client sends
+     * only commands, and QUIT is explicit), so such a close counts as an
+     * ordinary one, as it did before OpenSSL 3. */
     SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION |
-                                 SSL_OP_NO_COMPRESSION);
+                                 SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
     /* Idle sessions give their 34 KiB of record buffers back. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     if (set->ciphers != NULL && SSL_CTX_set_cipher_list(ctx, set->ciphers) != 1) {
@@ -174,8 +185,10 @@ static SSL_CTX *ctx_load(struct tls *t, const char **error_r)
             goto fail;
         }
         /* Ask for a client certificate and check it when one comes, but
-         * let clients without one in: passwords remain the credential. */
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+         * let every client in: the password remains the credential, and
+         * the outcome of the check is logged (client_cert_ok), as Dovecot
+         * does by default. */
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any_client_cert);
     }
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"postern", 7);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
