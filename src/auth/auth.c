@@ -8,15 +8,17 @@
 struct auth {
     struct passdb *db;
     struct pool *pool;
+    struct auth_cache *cache;
 };
 
-struct auth *auth_new(struct passdb *db, struct pool *pool)
+struct auth *auth_new(struct passdb *db, struct pool *pool, struct auth_cache *cache)
 {
     struct auth *a = calloc(1, sizeof(*a));
 
     if (a != NULL) {
         a->db = db;
         a->pool = pool;
+        a->cache = cache;
     }
     return a;
 }
@@ -56,8 +58,15 @@ void auth_verify(struct auth *a, struct auth_request *req)
             ok = hash_verify_apop(e->hash, req->apop_timestamp, req->secret);
         else
             req->reason = "APOP needs a PLAIN secret";
+    } else if (a->cache != NULL &&
+               auth_cache_check(a->cache, req->user, e->generation, req->secret, req->secret_len)) {
+        ok = true;
+        req->cached = true;
     } else {
         ok = hash_verify(e->scheme, e->hash, req->secret, req->secret_len);
+        /* APOP secrets change with every greeting: only passwords. */
+        if (ok && a->cache != NULL)
+            auth_cache_store(a->cache, req->user, e->generation, req->secret, req->secret_len);
     }
     if (!ok) {
         req->status = AUTH_FAIL;

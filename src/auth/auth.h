@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "auth/passdb.h"
 #include "lib/pool.h"
@@ -46,17 +47,32 @@ struct auth_request {
     /* Filled before the callback. */
     enum auth_status status;
     const char *reason;        /* for the audit log: "unknown user", "bad password", ... */
+    bool cached;               /* verified from the cache, without hashing */
     struct passdb_entry entry; /* the account, when status is AUTH_OK or AUTH_DISABLED */
     struct auth *auth;
 };
 
 struct auth;
+struct auth_cache;
 
-struct auth *auth_new(struct passdb *db, struct pool *pool);
+/* cache may be NULL (no cache); auth_free() does not free it. */
+struct auth *auth_new(struct passdb *db, struct pool *pool, struct auth_cache *cache);
 void auth_free(struct auth **a);
 /* Takes the request; the callback will be called exactly once. */
 void auth_request(struct auth *a, struct auth_request *req);
 /* Verifies synchronously on the calling thread (the pool's job, and tests). */
 void auth_verify(struct auth *a, struct auth_request *req);
+
+/*
+ * The cache of verified passwords (cache.c): per user, an HMAC of the last
+ * password that verified, valid for one passdb generation and ttl seconds.
+ * Only successes are cached; the functions are thread-safe.
+ */
+struct auth_cache *auth_cache_new(unsigned ttl, size_t max_entries);
+void auth_cache_free(struct auth_cache **c);
+bool auth_cache_check(struct auth_cache *c, const char *user, uint64_t generation,
+                      const char *secret, size_t len);
+void auth_cache_store(struct auth_cache *c, const char *user, uint64_t generation,
+                      const char *secret, size_t len);
 
 #endif

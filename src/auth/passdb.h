@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "auth/hash.h"
 
@@ -22,6 +23,7 @@ struct passdb_entry {
     char home[512];
     char mail[1024]; /* per-account mail location, or "" */
     bool pop3_disabled;
+    uint64_t generation; /* changes whenever the database is reloaded */
 };
 
 struct passdb;

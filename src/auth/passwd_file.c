@@ -34,6 +34,7 @@ struct pwfile {
     pthread_rwlock_t lock;
     struct pwfile_data data;
     struct stat st;
+    uint64_t generation;
 };
 
 static char *next_field(char **p)
@@ -285,6 +286,7 @@ static int pwfile_lookup(struct passdb *db, const char *user, struct passdb_entr
                 data_free(&pf->data);
                 pf->data = d;
                 pf->st = nst;
+                pf->generation++;
             } else {
                 log_error("%s; keeping the accounts read before", error);
                 pf->st = st;
@@ -294,8 +296,10 @@ static int pwfile_lookup(struct passdb *db, const char *user, struct passdb_entr
     }
     pthread_rwlock_rdlock(&pf->lock);
     const struct passwd_line *pl = data_find(&pf->data, user);
-    if (pl != NULL)
+    if (pl != NULL) {
         copy_entry(pl, e);
+        e->generation = pf->generation;
+    }
     ret = pl != NULL ? 1 : 0;
     pthread_rwlock_unlock(&pf->lock);
     (void)error_r;

@@ -35,6 +35,8 @@ static const struct key keys[] = {
     {"server", "state_dir", T_PATH, OFF(state_dir), 0, 0, false},
     {"auth", "passdb", T_STR, OFF(passdb), 0, 0, true},
     {"auth", "apop", T_BOOL, OFF(apop), 0, 0, false},
+    {"auth", "cache", T_BOOL, OFF(auth_cache), 0, 0, false},
+    {"auth", "cache_ttl", T_UINT, OFF(auth_cache_ttl), 1, MAX_TIMEOUT, false},
     {"auth", "require_tls", T_BOOL, OFF(require_tls), 0, 0, false},
     {"auth", "allow_plaintext_loopback", T_BOOL, OFF(allow_plaintext_loopback), 0, 0, false},
     {"tls", "cert", T_PATH, OFF(tls_cert), 0, 0, false},
@@ -411,6 +413,8 @@ int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
     cfg->audit = strdup(DEFAULT_AUDIT);
     cfg->state_dir = resolve(cfg, DEFAULT_STATE_DIR);
     cfg->require_tls = true;
+    cfg->auth_cache = true;
+    cfg->auth_cache_ttl = DEFAULT_AUTH_CACHE_TTL;
     cfg->tls_min_version = TLS1_2_VERSION;
 
     char *text = read_file(cfg->path, &p.len, err, errlen);

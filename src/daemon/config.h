@@ -31,6 +31,8 @@ struct config {
     /* [auth] */
     char *passdb;
     bool apop;
+    bool auth_cache;               /* default yes */
+    unsigned auth_cache_ttl;       /* seconds */
     bool require_tls;              /* default yes */
     bool allow_plaintext_loopback; /* default no */
 

@@ -16,6 +16,16 @@
 
 #define DEFAULT_FAILURE_DELAY 2
 
+/* Like Dovecot's auth_cache_ttl; the cache is emptied in effect whenever
+ * the passwd-file changes. */
+#define DEFAULT_AUTH_CACHE_TTL 3600
+#define AUTH_CACHE_MAX_ENTRIES 100000
+
+/* Descriptors per logged-in session (socket, mailbox lock, Maildir
+ * folder), and those kept for listeners, logs and the passwd-file. */
+#define FDS_PER_SESSION 3
+#define FDS_RESERVED    256
+
 #define MAX_THREADS  256
 #define MAX_LISTEN   32
 #define MIN_MAX_LINE 256 /* RFC 2449: 255 octets per command line */
@@ -25,6 +35,6 @@
 
 /* Output kept queued per client before the session pauses (pop3.h has the
  * protocol's own high mark; this is where the socket layer wakes it). */
-#define OUTPUT_LOW_WATER (16 * 1024)
+#define OUTPUT_LOW_WATER (64 * 1024)
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -82,6 +83,35 @@ static int daemonize(void)
     if (fd > STDERR_FILENO)
         close(fd);
     return 0;
+}
+
+/*
+ * Every session holds its socket, and once logged in the mailbox lock and
+ * the Maildir's folder: three descriptors. The default soft limit (1024)
+ * would stop a server at a few hundred sessions, so it is raised to what
+ * max_connections needs, as far as the hard limit allows (root may raise
+ * that too).
+ */
+static void raise_fd_limit(unsigned max_connections)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)max_connections * FDS_PER_SESSION + FDS_RESERVED;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (rl.rlim_cur >= need)
+        return;
+    if (rl.rlim_max < need) {
+        struct rlimit want = {need, need};
+        if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+            return;
+    }
+    rl.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < need)
+        log_warn("max_connections = %u needs about %llu file descriptors, but the limit is "
+                 "%llu: raise it (LimitNOFILE= in systemd) or lower max_connections",
+                 max_connections, (unsigned long long)need, (unsigned long long)rl.rlim_cur);
 }
 
 static unsigned cpu_count(void)
@@ -207,9 +237,14 @@ int main(int argc, char **argv)
         log_init("posternd", false);
     }
     signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit(cfg.max_connections);
 
     struct pool *pool = pool_new(cpu_count(), &error);
-    struct auth *auth = pool != NULL ? auth_new(db, pool) : NULL;
+    struct auth_cache *cache = NULL;
+    if (cfg.auth_cache &&
+        (cache = auth_cache_new(cfg.auth_cache_ttl, AUTH_CACHE_MAX_ENTRIES)) == NULL)
+        log_warn("cannot create the authentication cache; running without it");
+    struct auth *auth = pool != NULL ? auth_new(db, pool, cache) : NULL;
     struct event_base *base = event_base_new();
     if (pool == NULL || auth == NULL || base == NULL) {
         log_error("cannot start: %s", pool == NULL ? error : "out of memory");
@@ -243,6 +278,7 @@ out_pool:
         event_base_free(base);
     auth_free(&auth);
     pool_destroy(&pool);
+    auth_cache_free(&cache);
 out_srv:
     server_free(&srv);
 out_db:

@@ -56,6 +56,7 @@ struct conn {
     uint64_t bytes_in, bytes_out;
     time_t started;
     char *apop_ts;
+    struct evbuffer_iovec resv; /* output space lent to the session */
     struct conn *prev, *next;
 };
 
@@ -85,6 +86,25 @@ static size_t io_pending(void *ctx)
     struct conn *c = ctx;
 
     return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+static void *io_reserve(void *ctx, size_t size)
+{
+    struct conn *c = ctx;
+
+    if (evbuffer_reserve_space(bufferevent_get_output(c->bev), (ssize_t)size, &c->resv, 1) != 1 ||
+        c->resv.iov_len < size)
+        return NULL;
+    return c->resv.iov_base;
+}
+
+static void io_commit(void *ctx, size_t used)
+{
+    struct conn *c = ctx;
+
+    c->resv.iov_len = used;
+    evbuffer_commit_space(bufferevent_get_output(c->bev), &c->resv, 1);
+    c->bytes_out += used;
 }
 
 static void job_auth_done(struct auth_request *req);
@@ -186,6 +206,8 @@ static void io_event(void *ctx, const struct pop3_event *ev)
 static const struct pop3_io conn_io = {
     .write = io_write,
     .pending = io_pending,
+    .reserve = io_reserve,
+    .commit = io_commit,
     .auth = io_auth,
     .close = io_close,
     .event = io_event,
@@ -352,6 +374,9 @@ static void setup_bev(struct conn *c)
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
     bufferevent_setwatermark(c->bev, EV_READ, 0, set->max_line);
     bufferevent_setwatermark(c->bev, EV_WRITE, OUTPUT_LOW_WATER, 0);
+    /* libevent writes 16 KiB per wake-up by default: a message would take
+     * eight times the system calls it needs. */
+    bufferevent_set_max_single_write(c->bev, POP3_OUTPUT_HIGH + 2 * POP3_READ_CHUNK);
     bufferevent_set_timeouts(c->bev, &idle, &idle);
 }
 

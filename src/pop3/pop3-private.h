@@ -7,10 +7,9 @@
 
 /* RFC 2449 allows 40 octets per argument; user names get some slack for
  * long addresses, and the protocol has no reason to take more. */
-#define POP3_USER_MAX   255
-#define POP3_MAX_ARGS   2
-#define POP3_REPLY_MAX  256
-#define POP3_READ_CHUNK (16 * 1024)
+#define POP3_USER_MAX  255
+#define POP3_MAX_ARGS  2
+#define POP3_REPLY_MAX 256
 
 enum cmd_result {
     CMD_OK,     /* dispatcher writes "+OK <reply>" */

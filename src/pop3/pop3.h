@@ -21,7 +21,12 @@
 
 #include "store/store.h"
 
-#define POP3_OUTPUT_HIGH (64 * 1024)
+/* Output allowed to wait for the client before a long reply pauses, and
+ * the size in which a message is read: one read and one large write per
+ * round keep system calls few; a session streaming a message holds about
+ * POP3_OUTPUT_HIGH + 2 * POP3_READ_CHUNK, whatever the message size. */
+#define POP3_OUTPUT_HIGH (128 * 1024)
+#define POP3_READ_CHUNK  (64 * 1024)
 
 enum pop3_state {
     POP3_STATE_AUTHORIZATION = 1 << 0,
@@ -79,6 +84,11 @@ struct pop3_io {
     void (*write)(void *ctx, const void *data, size_t size);
     /* Bytes queued and not yet sent. */
     size_t (*pending)(void *ctx);
+    /* Optional, for the message stream: room for size bytes at the end of
+     * the output, to encode into directly (saving a copy); then commit()
+     * queues the first used bytes of it. NULL: not available now. */
+    void *(*reserve)(void *ctx, size_t size);
+    void (*commit)(void *ctx, size_t used);
     /* Starts verifying credentials; the answer comes later through
      * pop3_session_auth_done() (it must not be called from inside). */
     void (*auth)(void *ctx, const struct pop3_auth_req *req);

@@ -289,11 +289,13 @@ static void continue_listing(struct pop3_session *s)
     s->out = OUT_NONE;
 }
 
-/* Sends message bytes through the encoder until the output is full. */
+/* Sends message bytes through the encoder until the output is full. The
+ * encoder writes straight into the caller's output buffer when it offers
+ * room (io->reserve), else into a buffer here that is then copied. */
 static void continue_message(struct pop3_session *s)
 {
-    unsigned char in[POP3_READ_CHUNK];
-    unsigned char out[DOTSTUFF_MAX_OUT(POP3_READ_CHUNK)];
+    static _Thread_local unsigned char in[POP3_READ_CHUNK];
+    static _Thread_local unsigned char spare[DOTSTUFF_MAX_OUT(POP3_READ_CHUNK) + 3];
 
     while (s->io->pending(s->ctx) < POP3_OUTPUT_HIGH) {
         ssize_t n = dotstuff_done(&s->ds) ? 0 : mail_stream_read(s->mb, s->stream, in, sizeof(in));
@@ -304,16 +306,28 @@ static void continue_message(struct pop3_session *s)
             session_close(s);
             return;
         }
+        size_t room = n == 0 ? 6 : DOTSTUFF_MAX_OUT((size_t)n);
+        unsigned char *out = s->io->reserve != NULL ? s->io->reserve(s->ctx, room) : NULL;
+        bool direct = out != NULL;
+        if (!direct)
+            out = spare;
+        size_t m;
         if (n == 0) {
-            size_t m = dotstuff_finish(&s->ds, out);
+            m = dotstuff_finish(&s->ds, out);
             memcpy(out + m, ".\r\n", 3);
-            session_write(s, out, m + 3);
+            m += 3;
+        } else {
+            m = dotstuff_encode(&s->ds, in, (size_t)n, out);
+        }
+        if (direct)
+            s->io->commit(s->ctx, m);
+        else
+            session_write(s, out, m);
+        if (n == 0) {
             mail_stream_close(s->mb, &s->stream);
             s->out = OUT_NONE;
             return;
         }
-        size_t m = dotstuff_encode(&s->ds, in, (size_t)n, out);
-        session_write(s, out, m);
     }
 }
 

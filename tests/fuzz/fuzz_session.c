@@ -132,7 +132,7 @@ static void unblock(struct run *r)
             pop3_session_output_drained(r->s);
         }
         if (r->slow)
-            check(r->io.undrained <= POP3_OUTPUT_HIGH + DOTSTUFF_MAX_OUT(16 * 1024) + 8,
+            check(r->io.undrained <= POP3_OUTPUT_HIGH + DOTSTUFF_MAX_OUT(POP3_READ_CHUNK) + 8,
                   "output not bounded");
     }
 }

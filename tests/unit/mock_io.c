@@ -92,6 +92,34 @@ static void io_event(void *ctx, const struct pop3_event *ev)
         snprintf(e->mech, sizeof(e->mech), "%s", ev->mech);
 }
 
+/* The direct path of the message stream: room handed out, then the used
+ * part committed as if written. */
+static void *io_reserve(void *ctx, size_t size)
+{
+    struct mock_io *m = ctx;
+
+    m->reserves++;
+    if (size > m->resv_cap) {
+        free(m->resv);
+        m->resv = malloc(size);
+        if (m->resv == NULL)
+            die("out of memory");
+        m->resv_cap = size;
+    }
+    m->resv_size = size;
+    return m->resv;
+}
+
+static void io_commit(void *ctx, size_t used)
+{
+    struct mock_io *m = ctx;
+
+    if (m->resv_size == 0 || used > m->resv_size)
+        die("commit without reserve, or past it");
+    m->resv_size = 0;
+    io_write(ctx, m->resv, used);
+}
+
 static void io_starttls(void *ctx)
 {
     struct mock_io *m = ctx;
@@ -109,6 +137,8 @@ void mock_io_init(struct mock_io *m)
     m->io.close = io_close;
     m->io.event = io_event;
     m->io.starttls = io_starttls;
+    m->io.reserve = io_reserve;
+    m->io.commit = io_commit;
     m->out_cap = 4096;
     m->out = malloc(m->out_cap);
     if (m->out == NULL)
@@ -120,6 +150,8 @@ void mock_io_free(struct mock_io *m)
 {
     free(m->out);
     free(m->events);
+    free(m->resv);
+    m->resv = NULL;
     m->out = NULL;
     m->events = NULL;
     m->out_len = m->out_cap = 0;

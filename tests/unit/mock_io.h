@@ -57,6 +57,9 @@ struct mock_io {
     unsigned writes_after_close;
     unsigned closes;
     unsigned starttls_calls;
+    unsigned reserves; /* io->reserve calls (set io.reserve = NULL to test without) */
+    unsigned char *resv;
+    size_t resv_cap, resv_size;
     size_t out_len_at_starttls; /* output written before the handshake began */
     unsigned auth_calls;
     struct mock_auth_call last_auth;

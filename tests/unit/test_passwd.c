@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -530,7 +531,7 @@ static void verify(struct auth *a, enum auth_mech mech, const char *user, const 
 static void test_auth_verify(void **state)
 {
     struct passdb *db = open_accounts();
-    struct auth *a = auth_new(db, NULL);
+    struct auth *a = auth_new(db, NULL, NULL);
 
     (void)state;
     assert_non_null(a);
@@ -576,6 +577,67 @@ static void test_auth_verify(void **state)
     passdb_destroy(&db);
 }
 
+/* Whether verification was answered from the cache. */
+static bool verify_cached(struct auth *a, const char *user, const char *pw, enum auth_status want)
+{
+    struct auth_request req;
+
+    fill(&req, AUTH_MECH_PASSWORD, user, pw);
+    auth_verify(a, &req);
+    assert_int_equal(req.status, want);
+    return req.cached;
+}
+
+static void test_auth_cache(void **state)
+{
+    struct passdb *db = open_accounts();
+    struct auth_cache *cache = auth_cache_new(3600, 3);
+    struct auth *a = auth_new(db, NULL, cache);
+
+    (void)state;
+    /* A success is cached, and only for that very password. */
+    assert_false(verify_cached(a, "bob", "hunter2", AUTH_OK));
+    assert_true(verify_cached(a, "bob", "hunter2", AUTH_OK));
+    assert_false(verify_cached(a, "bob", "hunter3", AUTH_FAIL));
+    assert_false(verify_cached(a, "bob", "hunter2x", AUTH_FAIL));
+    assert_false(verify_cached(a, "bob", "hunter", AUTH_FAIL));
+    assert_true(verify_cached(a, "bob", "hunter2", AUTH_OK));
+    /* Failures are never cached: each one pays for the hash. */
+    assert_false(verify_cached(a, "alice", "wrong", AUTH_FAIL));
+    assert_false(verify_cached(a, "alice", "wrong", AUTH_FAIL));
+    /* A cached password still obeys pop3=no. */
+    assert_false(verify_cached(a, "carol", "pw", AUTH_DISABLED));
+    assert_true(verify_cached(a, "carol", "pw", AUTH_DISABLED));
+    /* The user is part of the key: dave has bob's hash, not his entry. */
+    assert_false(verify_cached(a, "dave", "hunter2", AUTH_OK));
+    /* Any change of the passwd-file invalidates every entry. */
+    write_file("accounts.new", "bob:{PLAIN}other\n");
+    char from[600], to[600];
+    snprintf(from, sizeof(from), "%s/accounts.new", tmpdir);
+    snprintf(to, sizeof(to), "%s/accounts", tmpdir);
+    assert_int_equal(rename(from, to), 0);
+    assert_false(verify_cached(a, "bob", "hunter2", AUTH_FAIL));
+    assert_false(verify_cached(a, "bob", "other", AUTH_OK));
+    assert_true(verify_cached(a, "bob", "other", AUTH_OK));
+    auth_free(&a);
+    auth_cache_free(&cache);
+    assert_null(cache);
+    passdb_destroy(&db);
+
+    /* An entry older than the ttl is not used (ttl 1 s: wait it out). */
+    db = open_accounts();
+    cache = auth_cache_new(1, 10);
+    a = auth_new(db, NULL, cache);
+    assert_false(verify_cached(a, "alice", "secret", AUTH_OK));
+    assert_true(verify_cached(a, "alice", "secret", AUTH_OK));
+    struct timespec ts = {2, 100 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    assert_false(verify_cached(a, "alice", "secret", AUTH_OK));
+    auth_free(&a);
+    auth_cache_free(&cache);
+    passdb_destroy(&db);
+}
+
 /* A database that cannot be read. */
 static int broken_lookup(struct passdb *db, const char *user, struct passdb_entry *e,
                          const char **error_r)
@@ -596,7 +658,7 @@ static void test_auth_tempfail(void **state)
 {
     static const struct passdb_vfuncs v = {broken_lookup, broken_destroy};
     struct passdb db = {&v};
-    struct auth *a = auth_new(&db, NULL);
+    struct auth *a = auth_new(&db, NULL, NULL);
 
     (void)state;
     verify(a, AUTH_MECH_PASSWORD, "alice", "secret", AUTH_TEMPFAIL, "passdb unavailable");
@@ -616,7 +678,7 @@ static void test_auth_request_async(void **state)
     struct passdb *db = open_accounts();
     const char *error = NULL;
     struct pool *pool = pool_new(2, &error);
-    struct auth *a = auth_new(db, pool);
+    struct auth *a = auth_new(db, pool, NULL);
     struct auth_request reqs[6];
     enum auth_status got[6];
     static const char *const users[] = {"alice", "alice", "carol", "nobody", "bob", "mrose"};
@@ -653,7 +715,7 @@ int main(void)
         cmocka_unit_test(test_verify_plain),       cmocka_unit_test(test_verify_crypt),
         cmocka_unit_test(test_verify_apop),        cmocka_unit_test(test_make_yescrypt),
         cmocka_unit_test(test_auth_verify),        cmocka_unit_test(test_auth_tempfail),
-        cmocka_unit_test(test_auth_request_async),
+        cmocka_unit_test(test_auth_request_async), cmocka_unit_test(test_auth_cache),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -557,6 +557,14 @@ static void test_retr(void **state)
     assert_int_equal(f->mm->opens, 3);
     assert_int_equal(f->mm->open_streams, 0);
     assert_true(pop3_session_wants_input(f->s));
+    /* The message went straight into the output buffer... */
+    assert_true(f->io.reserves >= 3);
+    /* ...and without that, the same bytes through a copy. */
+    unsigned reserves = f->io.reserves;
+    f->io.io.reserve = NULL;
+    expect_cmd(f, "RETR 2", "+OK 31 octets\r\n" S2 ".\r\n");
+    expect_cmd(f, "TOP 2 1", "+OK Top of message follows\r\nSubject: 2\r\n\r\n..dot line\r\n.\r\n");
+    assert_int_equal(f->io.reserves, reserves);
 }
 
 /* The invariant of DESIGN.md 6.6: the size LIST gives is what RETR sends
