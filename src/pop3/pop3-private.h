@@ -10,6 +10,8 @@
 #define POP3_USER_MAX  255
 #define POP3_MAX_ARGS  2
 #define POP3_REPLY_MAX 256
+/* LIST and UIDL lines are written in batches of this size. */
+#define POP3_LIST_CHUNK (16 * 1024)
 
 enum cmd_result {
     CMD_OK,     /* dispatcher writes "+OK <reply>" */

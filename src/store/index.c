@@ -1,10 +1,18 @@
 /*
- * The per-mailbox index ("postern-index" in the Maildir): one line per
- * message, "<time> <wire size> <base name>", so that opening an unchanged
- * mailbox reads no message file. It is a cache: when it is missing or
- * damaged, sizes are computed again from the files and it is rewritten.
- * The file buffer itself becomes the string arena (line ends turned into
- * NULs), so loading 100,000 entries costs one read and one pass.
+ * The per-mailbox index ("postern-index" in the Maildir):
+ *
+ *   postern-index 2 <new/ mtime> <cur/ mtime>
+ *   <time> <wire size> <n|c> <file name>        one line per message
+ *
+ * The lines are the snapshot the file was written from, in its order
+ * (delivery time, then name); the mtimes ("SEC.NSEC", or "-" when they
+ * were too recent to be trusted) say which state of the two folders that
+ * listing describes, so that opening an unchanged mailbox needs no
+ * directory scan and reads no message file. It is a cache: when it is
+ * missing or damaged, the folders are scanned, sizes computed again from
+ * the files, and it is rewritten. The file buffer itself becomes the
+ * string arena (separators turned into NULs): loading 100,000 entries
+ * costs one read and one pass.
  */
 #include "store/store-private.h"
 
@@ -20,7 +28,7 @@
 
 #include "lib/str.h"
 
-#define INDEX_HEADER   "postern-index 1\n"
+#define INDEX_MAGIC    "postern-index 2 "
 #define INDEX_MAX_FILE (256u * 1024 * 1024)
 
 void wire_counter_init(struct wire_counter *wc)
@@ -105,28 +113,43 @@ void index_free(struct index *idx)
     memset(idx, 0, sizeof(*idx));
 }
 
-static int grow_slots(struct index *idx)
+static void slot_insert(struct index *idx, size_t e)
 {
-    size_t n = idx->n_slots == 0 ? 64 : idx->n_slots * 2;
-    uint32_t *slots = calloc(n, sizeof(*slots));
+    size_t i = idx->entries[e].hash & (idx->n_slots - 1);
 
+    while (idx->slots[i] != 0)
+        i = (i + 1) & (idx->n_slots - 1);
+    idx->slots[i] = (uint32_t)e + 1;
+}
+
+/* The lookup table is built only when a lookup is needed: an unchanged
+ * mailbox is opened without any. */
+static int ensure_table(struct index *idx, size_t entries)
+{
+    if (idx->n_slots >= 2 * (entries + 1))
+        return 0;
+    size_t n = 64;
+    while (n < 4 * (entries + 1))
+        n *= 2;
+    uint32_t *slots = calloc(n, sizeof(*slots));
     if (slots == NULL)
         return -1;
-    for (size_t e = 0; e < idx->count; e++) {
-        size_t i = idx->entries[e].hash & (n - 1);
-        while (slots[i] != 0)
-            i = (i + 1) & (n - 1);
-        slots[i] = (uint32_t)e + 1;
-    }
+    bool had_table = idx->n_slots > 0;
     free(idx->slots);
     idx->slots = slots;
     idx->n_slots = n;
+    for (size_t e = 0; e < idx->count; e++) {
+        if (!had_table)
+            idx->entries[e].hash =
+                hash_base(idx->arena + idx->entries[e].base_off, idx->entries[e].base_len);
+        slot_insert(idx, e);
+    }
     return 0;
 }
 
 struct index_entry *index_find(struct index *idx, const char *base, size_t len)
 {
-    if (idx->n_slots == 0)
+    if (ensure_table(idx, idx->count) < 0)
         return NULL;
     uint32_t h = hash_base(base, len);
     for (size_t i = h & (idx->n_slots - 1); idx->slots[i] != 0; i = (i + 1) & (idx->n_slots - 1)) {
@@ -137,13 +160,32 @@ struct index_entry *index_find(struct index *idx, const char *base, size_t len)
     return NULL;
 }
 
-/* Adds an entry whose base is already in the arena at off. */
-static struct index_entry *add_entry(struct index *idx, uint32_t off, size_t len, int64_t time,
-                                     uint64_t size)
+uint32_t index_str(struct index *idx, const char *s, size_t len)
+{
+    if (idx->arena_used == 0)
+        idx->arena_used = 1; /* offset 0 means "none" */
+    if (idx->arena_used + len + 1 > idx->arena_cap) {
+        size_t cap = idx->arena_cap < 1024 ? 1024 : idx->arena_cap;
+        while (cap < idx->arena_used + len + 1)
+            cap *= 2;
+        if (cap > UINT32_MAX)
+            return 0;
+        char *a = realloc(idx->arena, cap);
+        if (a == NULL)
+            return 0;
+        idx->arena = a;
+        idx->arena_cap = cap;
+    }
+    uint32_t off = (uint32_t)idx->arena_used;
+    memcpy(idx->arena + off, s, len);
+    idx->arena[off + len] = '\0';
+    idx->arena_used += len + 1;
+    return off;
+}
+
+static struct index_entry *new_entry(struct index *idx)
 {
     if (idx->count == UINT32_MAX - 1)
-        return NULL;
-    if ((idx->count + 1) * 2 > idx->n_slots && grow_slots(idx) < 0)
         return NULL;
     if (idx->count == idx->cap) {
         size_t cap = idx->cap == 0 ? 16 : idx->cap * 2;
@@ -154,73 +196,135 @@ static struct index_entry *add_entry(struct index *idx, uint32_t off, size_t len
         idx->cap = cap;
     }
     struct index_entry *e = &idx->entries[idx->count];
+    memset(e, 0, sizeof(*e));
+    return e;
+}
+
+struct index_entry *index_add(struct index *idx, const char *base, size_t len, bool cur,
+                              const char *suffix, int64_t time, uint64_t size)
+{
+    if (ensure_table(idx, idx->count + 1) < 0)
+        return NULL;
+    uint32_t off = index_str(idx, base, len);
+    struct index_entry *e = off != 0 ? new_entry(idx) : NULL;
+    if (e == NULL)
+        return NULL;
     e->base_off = off;
     e->base_len = (uint32_t)len;
     e->time = time;
     e->size = size;
-    e->hash = hash_base(idx->arena + off, len);
-    e->seen = false;
-    size_t i = e->hash & (idx->n_slots - 1);
-    while (idx->slots[i] != 0)
-        i = (i + 1) & (idx->n_slots - 1);
-    idx->slots[i] = (uint32_t)idx->count + 1;
+    e->hash = hash_base(base, len);
+    if (index_place(idx, e, cur, suffix) < 0)
+        return NULL;
+    slot_insert(idx, idx->count);
     idx->count++;
+    idx->dirty = true;
     return e;
 }
 
-struct index_entry *index_add(struct index *idx, const char *base, size_t len, int64_t time,
-                              uint64_t size)
+int index_place(struct index *idx, struct index_entry *e, bool cur, const char *suffix)
 {
-    if (idx->arena_used + len + 1 > idx->arena_cap) {
-        size_t cap = idx->arena_cap == 0 ? 1024 : idx->arena_cap;
-        while (cap < idx->arena_used + len + 1)
-            cap *= 2;
-        if (cap > UINT32_MAX)
-            return NULL;
-        char *a = realloc(idx->arena, cap);
-        if (a == NULL)
-            return NULL;
-        idx->arena = a;
-        idx->arena_cap = cap;
+    const char *old = e->suffix_off != 0 ? idx->arena + e->suffix_off : NULL;
+
+    if (e->cur != cur) {
+        e->cur = cur;
+        idx->dirty = true;
     }
-    uint32_t off = (uint32_t)idx->arena_used;
-    memcpy(idx->arena + off, base, len);
-    idx->arena[off + len] = '\0';
-    idx->arena_used += len + 1;
-    idx->dirty = true;
-    return add_entry(idx, off, len, time, size);
+    if ((old == NULL) != (suffix == NULL) || (old != NULL && strcmp(old, suffix) != 0)) {
+        e->suffix_off = 0;
+        if (suffix != NULL && (e->suffix_off = index_str(idx, suffix, strlen(suffix))) == 0)
+            return -1;
+        idx->dirty = true;
+    }
+    return 0;
 }
 
-static bool parse_field(char **p, char *end, uint64_t max, uint64_t *v)
+/* Digits up to a space: the fields of a line. */
+static bool parse_num(char **p, const char *end, uint64_t *v)
 {
-    char *sp = memchr(*p, ' ', (size_t)(end - *p));
-    const char *error;
+    uint64_t n = 0;
+    char *s = *p;
+    size_t digits = 0;
 
-    if (sp == NULL || str_parse_u64(*p, (size_t)(sp - *p), max, v, &error) < 0)
+    for (; s < end && *s >= '0' && *s <= '9'; s++, digits++) {
+        if (digits == 18) /* enough for any time or size; no overflow */
+            return false;
+        n = n * 10 + (uint64_t)(*s - '0');
+    }
+    if (digits == 0 || s >= end || *s != ' ')
         return false;
-    *p = sp + 1;
+    *v = n;
+    *p = s + 1;
+    return true;
+}
+
+/* "SEC.NSEC" or "-", followed by sep. */
+static bool parse_mtime(char **p, const char *end, char sep, struct timespec *ts, bool *trusted)
+{
+    uint64_t sec = 0, nsec = 0;
+    char *s = *p;
+
+    if (s < end && *s == '-') {
+        *trusted = false;
+        s++;
+    } else {
+        size_t d = 0;
+        for (; s < end && *s >= '0' && *s <= '9' && d < 18; s++, d++)
+            sec = sec * 10 + (uint64_t)(*s - '0');
+        if (d == 0 || s >= end || *s != '.')
+            return false;
+        s++;
+        for (d = 0; s < end && *s >= '0' && *s <= '9' && d < 9; s++, d++)
+            nsec = nsec * 10 + (uint64_t)(*s - '0');
+        if (d != 9)
+            return false;
+        ts->tv_sec = (time_t)sec;
+        ts->tv_nsec = (long)nsec;
+    }
+    if (s >= end || *s != sep)
+        return false;
+    *p = s + 1;
     return true;
 }
 
 static bool parse_index(struct index *idx, char *buf, size_t len)
 {
-    size_t hl = sizeof(INDEX_HEADER) - 1;
-    char *p = buf + hl, *end = buf + len;
+    size_t ml = sizeof(INDEX_MAGIC) - 1;
+    char *p = buf + ml, *end = buf + len;
+    bool trusted_new = true, trusted_cur = true;
 
-    if (len < hl || memcmp(buf, INDEX_HEADER, hl) != 0)
+    if (len < ml || memcmp(buf, INDEX_MAGIC, ml) != 0 ||
+        !parse_mtime(&p, end, ' ', &idx->dir_mtime[0], &trusted_new) ||
+        !parse_mtime(&p, end, '\n', &idx->dir_mtime[1], &trusted_cur))
         return false;
+    idx->trusted = trusted_new && trusted_cur;
     while (p < end) {
         char *nl = memchr(p, '\n', (size_t)(end - p));
         uint64_t time, size;
         if (nl == NULL)
             return false; /* torn write */
         *nl = '\0';
-        if (!parse_field(&p, nl, INT64_MAX, &time) || !parse_field(&p, nl, INT64_MAX, &size) ||
-            p == nl)
+        if (!parse_num(&p, nl, &time) || !parse_num(&p, nl, &size) || nl - p < 3 ||
+            (p[0] != 'n' && p[0] != 'c') || p[1] != ' ')
             return false;
-        if (index_find(idx, p, (size_t)(nl - p)) == NULL &&
-            add_entry(idx, (uint32_t)(p - buf), (size_t)(nl - p), (int64_t)time, size) == NULL)
+        bool cur = p[0] == 'c';
+        char *name = p + 2, *colon = memchr(name, ':', (size_t)(nl - name));
+        size_t blen = (size_t)((colon != NULL ? colon : nl) - name);
+        if (blen == 0 || time > INT64_MAX)
             return false;
+        struct index_entry *e = new_entry(idx);
+        if (e == NULL)
+            return false;
+        e->base_off = (uint32_t)(name - buf);
+        e->base_len = (uint32_t)blen;
+        e->time = (int64_t)time;
+        e->size = size;
+        e->cur = cur;
+        if (colon != NULL) {
+            *colon = '\0';
+            e->suffix_off = (uint32_t)(colon + 1 - buf);
+        }
+        idx->count++;
         p = nl + 1;
     }
     return true;
@@ -235,13 +339,16 @@ void index_load(struct index *idx, int maildir_fd)
 
     if (fd < 0)
         return;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > INDEX_MAX_FILE)
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > INDEX_MAX_FILE ||
+        st.st_size == 0)
         goto damaged;
+    /* One spare byte: offset 0 of the arena must not be a string. */
     buf = malloc((size_t)st.st_size + 1);
     if (buf == NULL)
         goto damaged;
+    buf[0] = '\0';
     while (got < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        ssize_t n = read(fd, buf + 1 + got, (size_t)st.st_size - got);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -249,12 +356,18 @@ void index_load(struct index *idx, int maildir_fd)
         got += (size_t)n;
     }
     idx->arena = buf;
-    idx->arena_used = got;
+    idx->arena_used = got + 1;
     idx->arena_cap = (size_t)st.st_size + 1;
-    if (!parse_index(idx, buf, got)) {
+    if (!parse_index(idx, buf + 1, got)) {
         index_free(idx);
         buf = NULL;
         goto damaged;
+    }
+    /* parse_index counted offsets from buf + 1. */
+    for (size_t i = 0; i < idx->count; i++) {
+        idx->entries[i].base_off += 1;
+        if (idx->entries[i].suffix_off != 0)
+            idx->entries[i].suffix_off += 1;
     }
     close(fd);
     return;
@@ -264,28 +377,44 @@ damaged:
     idx->dirty = true;
 }
 
-int index_save(struct index *idx, int maildir_fd, const char **error_r)
+/* Appends v in decimal; returns the new end. */
+static char *put_u64(char *p, uint64_t v)
+{
+    char tmp[20];
+    int n = 0;
+
+    do
+        tmp[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    while (n > 0)
+        *p++ = tmp[--n];
+    return p;
+}
+
+int index_save(struct index *idx, int maildir_fd, const uint32_t *order, size_t n,
+               const struct timespec *dir_mtime, const char **error_r)
 {
     static const char tmp_name[] = INDEX_FILE_NAME ".tmp";
     char buf[65536];
-    size_t used = 0;
-    bool stale = false;
+    size_t used;
     int fd;
 
-    for (size_t i = 0; i < idx->count && !stale; i++)
-        stale = !idx->entries[i].seen;
-    if (!idx->dirty && !stale)
-        return 0;
     fd = openat(maildir_fd, tmp_name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         *error_r = "cannot create index file";
         return -1;
     }
-    memcpy(buf, INDEX_HEADER, sizeof(INDEX_HEADER) - 1);
-    used = sizeof(INDEX_HEADER) - 1;
-    for (size_t i = 0; i <= idx->count; i++) {
-        const struct index_entry *e = i < idx->count ? &idx->entries[i] : NULL;
-        if (e == NULL || used + e->base_len + 48 > sizeof(buf)) {
+    if (dir_mtime != NULL)
+        used = (size_t)snprintf(buf, sizeof(buf), INDEX_MAGIC "%lld.%09ld %lld.%09ld\n",
+                                (long long)dir_mtime[0].tv_sec, dir_mtime[0].tv_nsec,
+                                (long long)dir_mtime[1].tv_sec, dir_mtime[1].tv_nsec);
+    else
+        used = (size_t)snprintf(buf, sizeof(buf), INDEX_MAGIC "- -\n");
+    for (size_t i = 0; i <= n; i++) {
+        const struct index_entry *e = i < n ? &idx->entries[order[i]] : NULL;
+        const char *suffix = e != NULL && e->suffix_off != 0 ? idx->arena + e->suffix_off : NULL;
+        size_t slen = suffix != NULL ? strlen(suffix) + 1 : 0;
+        if (e == NULL || used + e->base_len + slen + 48 > sizeof(buf)) {
             if (write(fd, buf, used) != (ssize_t)used) {
                 close(fd);
                 unlinkat(maildir_fd, tmp_name, 0);
@@ -294,13 +423,23 @@ int index_save(struct index *idx, int maildir_fd, const char **error_r)
             }
             used = 0;
         }
-        if (e == NULL || !e->seen)
-            continue;
-        if (e->base_len + 48 > sizeof(buf))
+        if (e == NULL || e->base_len + slen + 48 > sizeof(buf))
             continue; /* cannot be a real file name */
-        used +=
-            (size_t)snprintf(buf + used, sizeof(buf) - used, "%lld %llu %s\n", (long long)e->time,
-                             (unsigned long long)e->size, index_base(idx, e));
+        char *p = put_u64(buf + used, e->time < 0 ? 0 : (uint64_t)e->time);
+        *p++ = ' ';
+        p = put_u64(p, e->size);
+        *p++ = ' ';
+        *p++ = e->cur ? 'c' : 'n';
+        *p++ = ' ';
+        memcpy(p, idx->arena + e->base_off, e->base_len);
+        p += e->base_len;
+        if (suffix != NULL) {
+            *p++ = ':';
+            memcpy(p, suffix, slen - 1);
+            p += slen - 1;
+        }
+        *p++ = '\n';
+        used = (size_t)(p - buf);
     }
     close(fd);
     if (renameat(maildir_fd, tmp_name, maildir_fd, INDEX_FILE_NAME) < 0) {

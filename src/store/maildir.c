@@ -4,6 +4,13 @@
  * may rename a message from new/ to cur/ or change its flags during a
  * session; such a message is found again by its base name. One that
  * vanished is reported, never a crash.
+ *
+ * Opening an unchanged mailbox takes no directory scan: the index holds
+ * the last listing and the modification times of new/ and cur/ it was
+ * taken at. Any delivery, rename or removal changes a folder's mtime;
+ * the index records them only when they were at least MTIME_TRUST_SECS
+ * old when read, so that a change made later, even within the same
+ * timestamp tick, must have produced a different mtime.
  */
 #include "store/store-private.h"
 
@@ -20,13 +27,12 @@
 
 #include "lib/log.h"
 
-#define LOCK_FILE_NAME "postern-lock"
+#define LOCK_FILE_NAME   "postern-lock"
+#define MTIME_TRUST_SECS 2
 
 struct maildir_msg {
-    uint32_t entry;  /* index entry: base name, time, size */
-    uint32_t suffix; /* arena offset of ":2,S" and the like; 0 = none */
-    uint32_t uid;    /* arena offset of a digest uid; 0 = the base name */
-    bool cur;        /* in cur/ rather than new/ */
+    uint32_t entry; /* index entry: base name, place, time, size */
+    uint32_t uid;   /* index arena offset of a digest uid; 0 = the base name */
 };
 
 struct maildir {
@@ -39,8 +45,6 @@ struct maildir {
     struct index idx;
     struct maildir_msg *msgs;
     unsigned count;
-    char *arena; /* suffixes and digest uids; offset 0 is unused */
-    size_t arena_used, arena_cap;
     bool expunged_new, expunged_cur;
 };
 
@@ -115,39 +119,23 @@ static void lock_table_release(dev_t dev, ino_t ino)
     pthread_mutex_unlock(&lock_mutex);
 }
 
-static uint32_t arena_add(struct maildir *md, const char *s, size_t len)
+static const struct index_entry *msg_entry(const struct maildir *md, const struct maildir_msg *m)
 {
-    if (md->arena_used == 0)
-        md->arena_used = 1; /* offset 0 means "none" */
-    if (md->arena_used + len + 1 > md->arena_cap) {
-        size_t cap = md->arena_cap == 0 ? 256 : md->arena_cap;
-        while (cap < md->arena_used + len + 1)
-            cap *= 2;
-        if (cap > UINT32_MAX)
-            return 0;
-        char *a = realloc(md->arena, cap);
-        if (a == NULL)
-            return 0;
-        md->arena = a;
-        md->arena_cap = cap;
-    }
-    uint32_t off = (uint32_t)md->arena_used;
-    memcpy(md->arena + off, s, len);
-    md->arena[off + len] = '\0';
-    md->arena_used += len + 1;
-    return off;
+    return &md->idx.entries[m->entry];
 }
 
 static const char *msg_base(const struct maildir *md, const struct maildir_msg *m)
 {
-    return index_base(&md->idx, &md->idx.entries[m->entry]);
+    return index_base(&md->idx, msg_entry(md, m));
 }
 
 /* "cur/BASE:2,S" relative to the Maildir. */
 static int msg_path(const struct maildir *md, const struct maildir_msg *m, char *buf, size_t size)
 {
-    int n = snprintf(buf, size, "%s/%s%s", m->cur ? "cur" : "new", msg_base(md, m),
-                     m->suffix != 0 ? md->arena + m->suffix : "");
+    const struct index_entry *e = msg_entry(md, m);
+    int n = snprintf(buf, size, "%s/%s%s%s", e->cur ? "cur" : "new", index_base(&md->idx, e),
+                     e->suffix_off != 0 ? ":" : "",
+                     e->suffix_off != 0 ? md->idx.arena + e->suffix_off : "");
     return n > 0 && (size_t)n < size ? 0 : -1;
 }
 
@@ -238,7 +226,9 @@ static int measure(int dir_fd, const char *name, bool need_time, int64_t *time_r
     return 0;
 }
 
-static int add_msg(struct maildir *md, int dir_fd, bool cur, const char *name)
+/* One directory entry of the scan: found in the index (and where it is
+ * now recorded), or measured and added. */
+static int scan_entry(struct maildir *md, int dir_fd, bool cur, const char *name)
 {
     const char *colon = strchr(name, ':');
     size_t blen = colon != NULL ? (size_t)(colon - name) : strlen(name);
@@ -269,30 +259,13 @@ static int add_msg(struct maildir *md, int dir_fd, bool cur, const char *name)
                 return 0;
             }
         }
-        e = index_add(&md->idx, name, blen, time, size);
+        e = index_add(&md->idx, name, blen, cur, colon != NULL ? colon + 1 : NULL, time, size);
         if (e == NULL)
             return -1;
+    } else if (index_place(&md->idx, e, cur, colon != NULL ? colon + 1 : NULL) < 0) {
+        return -1;
     }
     e->seen = true;
-    if (md->count % 64 == 0) {
-        struct maildir_msg *m = realloc(md->msgs, (md->count + 64) * sizeof(*m));
-        if (m == NULL)
-            return -1;
-        md->msgs = m;
-    }
-    struct maildir_msg *m = &md->msgs[md->count];
-    m->entry = (uint32_t)(e - md->idx.entries);
-    m->cur = cur;
-    m->suffix = 0;
-    m->uid = 0;
-    if (colon != NULL && (m->suffix = arena_add(md, colon, strlen(colon))) == 0)
-        return -1;
-    char uid[71];
-    store_uid_from_base(name, blen, uid);
-    if ((strlen(uid) != blen || memcmp(uid, name, blen) != 0) &&
-        (m->uid = arena_add(md, uid, strlen(uid))) == 0)
-        return -1;
-    md->count++;
     return 0;
 }
 
@@ -315,7 +288,7 @@ static int scan_dir(struct maildir *md, bool cur, const char **error_r)
             continue;
         if (de->d_type != DT_UNKNOWN && de->d_type != DT_REG)
             continue; /* not a message, even with ",W=" in its name */
-        if (add_msg(md, fd, cur, de->d_name) < 0) {
+        if (scan_entry(md, fd, cur, de->d_name) < 0) {
             *error_r = error_errno("cannot read message", de->d_name);
             closedir(d);
             return -1;
@@ -338,8 +311,8 @@ static _Thread_local const struct maildir *sort_md;
 static int msg_cmp(const void *a, const void *b)
 {
     const struct maildir_msg *x = a, *y = b;
-    const struct index_entry *ex = &sort_md->idx.entries[x->entry];
-    const struct index_entry *ey = &sort_md->idx.entries[y->entry];
+    const struct index_entry *ex = msg_entry(sort_md, x);
+    const struct index_entry *ey = msg_entry(sort_md, y);
 
     if (ex->time != ey->time)
         return ex->time < ey->time ? -1 : 1;
@@ -347,13 +320,13 @@ static int msg_cmp(const void *a, const void *b)
 }
 
 static const struct mailbox_vfuncs maildir_vfuncs;
+static int scan_dir(struct maildir *md, bool cur, const char **error_r);
 
 static void maildir_free(struct maildir *md)
 {
     free(md->path);
     index_free(&md->idx);
     free(md->msgs);
-    free(md->arena);
     if (md->lock_fd >= 0) {
         close(md->lock_fd); /* releases the flock */
         lock_table_release(md->dev, md->ino);
@@ -393,6 +366,144 @@ int maildir_create(const char *path, const char **error_r)
         }
     }
     return 0;
+}
+
+/* The snapshot's UIDL of an entry: its base name, or a digest stored in
+ * the arena when the name cannot be one. */
+static int set_uid(struct maildir *md, struct maildir_msg *m)
+{
+    const struct index_entry *e = msg_entry(md, m);
+    const unsigned char *b = (const unsigned char *)index_base(&md->idx, e);
+    bool ok = e->base_len >= 1 && e->base_len <= 70;
+
+    for (size_t i = 0; ok && i < e->base_len; i++)
+        ok = b[i] >= 0x21 && b[i] <= 0x7e;
+    m->uid = 0;
+    if (!ok) {
+        char uid[71];
+        store_uid_from_base((const char *)b, e->base_len, uid);
+        if ((m->uid = index_str(&md->idx, uid, strlen(uid))) == 0)
+            return -1;
+    }
+    return 0;
+}
+
+static bool same_time(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+/* (time, base) of b strictly after a: the order the index is written in,
+ * which also rules out an entry listed twice. */
+static bool in_order(const struct index *idx, const struct index_entry *a,
+                     const struct index_entry *b)
+{
+    if (a->time != b->time)
+        return a->time < b->time;
+    return strcmp(index_base(idx, a), index_base(idx, b)) < 0;
+}
+
+/* An unchanged mailbox: the index's listing is the snapshot. Returns false
+ * when the index does not qualify. */
+static bool snapshot_from_index(struct maildir *md, const struct timespec mtime[2])
+{
+    struct index *idx = &md->idx;
+
+    if (!idx->trusted || !same_time(&idx->dir_mtime[0], &mtime[0]) ||
+        !same_time(&idx->dir_mtime[1], &mtime[1]) || idx->count > UINT32_MAX - 1)
+        return false;
+    md->msgs = malloc((idx->count + 1) * sizeof(*md->msgs));
+    if (md->msgs == NULL)
+        return false;
+    for (size_t i = 0; i < idx->count; i++) {
+        md->msgs[i].entry = (uint32_t)i;
+        if ((i > 0 && !in_order(idx, &idx->entries[i - 1], &idx->entries[i])) ||
+            set_uid(md, &md->msgs[i]) < 0) {
+            free(md->msgs);
+            md->msgs = NULL;
+            return false;
+        }
+    }
+    md->count = (unsigned)idx->count;
+    return true;
+}
+
+/* Anything else: scan both folders, using the index for what it knows,
+ * sort, and write the index again if anything differs. */
+static int snapshot_from_scan(struct maildir *md, const struct timespec mtime[2],
+                              bool mtimes_trusted, const char **error_r)
+{
+    struct index *idx = &md->idx;
+    const char *error;
+
+    /* cur/ first: a message present in both is shown from cur/. */
+    if (scan_dir(md, true, error_r) < 0 || scan_dir(md, false, error_r) < 0)
+        return -1;
+    size_t seen = 0;
+    for (size_t i = 0; i < idx->count; i++)
+        seen += idx->entries[i].seen;
+    md->msgs = malloc((seen + 1) * sizeof(*md->msgs));
+    uint32_t *order = malloc((seen + 1) * sizeof(*order));
+    if (md->msgs == NULL || order == NULL) {
+        free(order);
+        *error_r = "out of memory";
+        return -1;
+    }
+    for (size_t i = 0; i < idx->count; i++) {
+        if (idx->entries[i].seen)
+            md->msgs[md->count++].entry = (uint32_t)i;
+    }
+    if (md->count > 1) {
+        sort_md = md;
+        qsort(md->msgs, md->count, sizeof(*md->msgs), msg_cmp);
+        sort_md = NULL;
+    }
+    for (unsigned i = 0; i < md->count; i++) {
+        order[i] = md->msgs[i].entry;
+        if (set_uid(md, &md->msgs[i]) < 0) {
+            free(order);
+            *error_r = "out of memory";
+            return -1;
+        }
+    }
+    bool changed = idx->dirty || seen != idx->count || mtimes_trusted != idx->trusted ||
+                   (mtimes_trusted && (!same_time(&idx->dir_mtime[0], &mtime[0]) ||
+                                       !same_time(&idx->dir_mtime[1], &mtime[1])));
+    /* The index is a cache: a read-only Maildir still works without it. */
+    if (changed)
+        (void)index_save(idx, md->dir_fd, order, md->count, mtimes_trusted ? mtime : NULL, &error);
+    free(order);
+    return 0;
+}
+
+static int snapshot(struct maildir *md, const char **error_r)
+{
+    static const char *const subs[] = {"new", "cur"};
+    struct timespec mtime[2], now;
+    struct stat st;
+    bool trusted = true;
+
+    /* The folders' times come first: a change during the scan below
+     * leaves them older than the folders, so the next open scans again. */
+    clock_gettime(CLOCK_REALTIME, &now);
+    for (int i = 0; i < 2; i++) {
+        if (fstatat(md->dir_fd, subs[i], &st, 0) < 0) {
+            /* A Maildir made by hand may lack one of its folders. */
+            if (errno != ENOENT || mkdirat(md->dir_fd, subs[i], 0700) < 0 ||
+                fstatat(md->dir_fd, subs[i], &st, 0) < 0) {
+                *error_r = error_errno("cannot use", subs[i]);
+                return -1;
+            }
+        }
+        mtime[i] = st.st_mtim;
+        trusted = trusted && now.tv_sec - st.st_mtim.tv_sec >= MTIME_TRUST_SECS;
+    }
+    mkdirat(md->dir_fd, "tmp", 0700);
+    index_load(&md->idx, md->dir_fd);
+    if (snapshot_from_index(md, mtime))
+        return 0;
+    md->count = 0;
+    return snapshot_from_scan(md, mtime, trusted, error_r);
 }
 
 enum store_status maildir_open(const char *path, struct mailbox **mb_r, const char **error_r)
@@ -447,23 +558,8 @@ enum store_status maildir_open(const char *path, struct mailbox **mb_r, const ch
         status = errno == EWOULDBLOCK ? STORE_IN_USE : STORE_TEMPFAIL;
         goto fail;
     }
-    /* A Maildir made by hand may lack one of its folders. */
-    for (size_t i = 0; i < 3; i++)
-        mkdirat(md->dir_fd, i == 0 ? "tmp" : i == 1 ? "new" : "cur", 0700);
-
-    index_load(&md->idx, md->dir_fd);
-    /* cur/ first: a message present in both is shown from cur/. */
-    if (scan_dir(md, true, error_r) < 0 || scan_dir(md, false, error_r) < 0)
+    if (snapshot(md, error_r) < 0)
         goto fail;
-    if (md->count > 1) {
-        sort_md = md;
-        qsort(md->msgs, md->count, sizeof(*md->msgs), msg_cmp);
-        sort_md = NULL;
-    }
-    const char *error;
-    if (index_save(&md->idx, md->dir_fd, &error) < 0) {
-        /* The index is a cache; a read-only Maildir still works. */
-    }
     *mb_r = &md->box;
     return STORE_OK;
 fail:
@@ -486,15 +582,16 @@ static const char *maildir_uid(const struct mailbox *mb, unsigned i)
 {
     const struct maildir *md = (const struct maildir *)mb;
     const struct maildir_msg *m = &md->msgs[i];
-    return m->uid != 0 ? md->arena + m->uid : msg_base(md, m);
+    return m->uid != 0 ? md->idx.arena + m->uid : msg_base(md, m);
 }
 
 /* Looks for the message's base name in cur/ and new/ again, after another
  * program renamed it. Returns 1 found (m updated), 0 gone, -1 error. */
 static int relocate(struct maildir *md, struct maildir_msg *m)
 {
-    const char *base = msg_base(md, m);
-    size_t blen = strlen(base);
+    struct index_entry *e = &md->idx.entries[m->entry];
+    const char *base = index_base(&md->idx, e);
+    size_t blen = e->base_len;
 
     for (int pass = 0; pass < 2; pass++) {
         bool cur = pass == 0;
@@ -510,11 +607,11 @@ static int relocate(struct maildir *md, struct maildir_msg *m)
             if (strncmp(de->d_name, base, blen) != 0 ||
                 (de->d_name[blen] != '\0' && de->d_name[blen] != ':'))
                 continue;
-            m->cur = cur;
-            m->suffix = 0;
-            if (de->d_name[blen] == ':')
-                m->suffix = arena_add(md, de->d_name + blen, strlen(de->d_name + blen));
-            bool ok = de->d_name[blen] == '\0' || m->suffix != 0;
+            /* Where it is now: the snapshot only, the index file keeps
+             * the listing it was written from (the folder's mtime changed,
+             * so the next open scans again). */
+            bool ok = index_place(&md->idx, e, cur,
+                                  de->d_name[blen] == ':' ? de->d_name + blen + 1 : NULL) == 0;
             closedir(d);
             return ok ? 1 : -1;
         }
@@ -601,7 +698,7 @@ static int maildir_expunge(struct mailbox *mb, unsigned i, const char **error_r)
             return -1;
         }
         if (unlinkat(md->dir_fd, path, 0) == 0) {
-            if (m->cur)
+            if (msg_entry(md, m)->cur)
                 md->expunged_cur = true;
             else
                 md->expunged_new = true;

@@ -1120,7 +1120,7 @@ static void test_backpressure_list(void **state)
         assert_true(++rounds < 1000);
     }
     assert_true(rounds > 10);
-    assert_true(f->io.max_undrained <= POP3_OUTPUT_HIGH + 4096);
+    assert_true(f->io.max_undrained <= POP3_OUTPUT_HIGH + POP3_LIST_CHUNK);
     /* Every line there, in order, without the deleted one. */
     const char *p = strstr(f->io.out, "\r\n") + 2;
     for (unsigned i = 0; i < n; i++) {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -528,12 +529,13 @@ static void test_maildir_index_reused(void **state)
     assert_int_equal(mailbox_msg_size(mb, 1), 6);
     mailbox_close(&mb);
 
-    /* The index holds time, wire size and base name. */
+    /* The index holds the listing: time, wire size, folder, file name;
+     * the folders changed just now, so their times are not trusted. */
     snprintf(path, sizeof(path), "%s/postern-index", t->md);
     char *idx = slurp(path, NULL);
-    assert_memory_equal(idx, "postern-index 1\n", 16);
-    assert_non_null(strstr(idx, "\n1700000001 20 1700000001.A.host\n"));
-    assert_non_null(strstr(idx, "\n1700000002 6 1700000002.B.host\n"));
+    assert_string_equal(idx, "postern-index 2 - -\n"
+                             "1700000001 20 n 1700000001.A.host\n"
+                             "1700000002 6 c 1700000002.B.host:2,S\n");
     free(idx);
 
     /* Emptied files: the sizes still come from the index, so no message
@@ -556,8 +558,10 @@ static void test_maildir_index_reused(void **state)
     assert_int_equal(mailbox_msg_size(mb, 2), 5);
     mailbox_close(&mb);
     idx = slurp(path, NULL);
-    assert_non_null(strstr(idx, "\n1700000003 5 1700000003.C.host\n"));
-    assert_non_null(strstr(idx, "\n1700000001 20 1700000001.A.host\n"));
+    assert_string_equal(idx, "postern-index 2 - -\n"
+                             "1700000001 20 c 1700000001.A.host:2,RS\n"
+                             "1700000002 6 c 1700000002.B.host:2,S\n"
+                             "1700000003 5 n 1700000003.C.host\n");
     free(idx);
 
     /* A message removed by someone else leaves the index too. */
@@ -572,20 +576,129 @@ static void test_maildir_index_reused(void **state)
     free(idx);
 }
 
+/* Sets the modification time of a folder of the Maildir. */
+static void md_mtime(const struct tmp *t, const char *sub, time_t sec, long nsec)
+{
+    char path[256];
+    struct timespec ts[2] = {{sec, nsec}, {sec, nsec}};
+
+    snprintf(path, sizeof(path), "%s/%s", t->md, sub);
+    assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+/*
+ * An unchanged mailbox is opened from the index alone: when new/ and cur/
+ * have the times the index recorded, no folder is read. (A file slipped
+ * in with the folder's time put back proves it: it is not listed.) A real
+ * change moves the folder's time, and the folders are read again.
+ */
+static void test_maildir_unchanged_not_scanned(void **state)
+{
+    struct tmp *t = *state;
+    struct mailbox *mb;
+    char path[256], want[256];
+    time_t old = time(NULL) - 100;
+
+    mkmaildir(t);
+    put(t, "new/1700000001.A.host", "one\n");
+    put(t, "cur/1700000002.B.host:2,S", "two\n");
+    md_mtime(t, "new", old, 111111111);
+    md_mtime(t, "cur", old, 222222222);
+    mb = open_ok(t);
+    assert_int_equal(mailbox_count(mb), 2);
+    mailbox_close(&mb);
+    snprintf(path, sizeof(path), "%s/postern-index", t->md);
+    char *idx = slurp(path, NULL);
+    snprintf(want, sizeof(want), "postern-index 2 %lld.111111111 %lld.222222222\n", (long long)old,
+             (long long)old);
+    assert_memory_equal(idx, want, strlen(want));
+    free(idx);
+
+    put(t, "new/1700000003.C.host", "three\n");
+    md_mtime(t, "new", old, 111111111);
+    mb = open_ok(t);
+    assert_int_equal(mailbox_count(mb), 2); /* C not seen: no scan */
+    assert_string_equal(mailbox_msg_uid(mb, 0), "1700000001.A.host");
+    assert_string_equal(mailbox_msg_uid(mb, 1), "1700000002.B.host");
+    assert_int_equal(mailbox_msg_size(mb, 1), 5);
+    /* The listing has the flags part: the message opens where it is. */
+    char *body = read_msg(mb, 1, 4096);
+    assert_string_equal(body, "two\n");
+    free(body);
+    mailbox_close(&mb);
+
+    /* The folder's time moves (a delivery does that): scanned again. */
+    md_mtime(t, "new", old, 333333333);
+    mb = open_ok(t);
+    assert_int_equal(mailbox_count(mb), 3);
+    assert_string_equal(mailbox_msg_uid(mb, 2), "1700000003.C.host");
+    mailbox_close(&mb);
+
+    /* Folders changed within the last seconds are not trusted: the index
+     * says so, and the next open reads the folders. */
+    put(t, "cur/1700000004.D.host:2,", "four\n");
+    mb = open_ok(t);
+    assert_int_equal(mailbox_count(mb), 4);
+    mailbox_close(&mb);
+    idx = slurp(path, NULL);
+    assert_memory_equal(idx, "postern-index 2 - -\n", 20);
+    free(idx);
+}
+
+/* A listing that is not in snapshot order (or lists a message twice) is
+ * not believed, even with matching folder times. */
+static void test_maildir_index_order_checked(void **state)
+{
+    struct tmp *t = *state;
+    struct mailbox *mb;
+    char path[256];
+    time_t old = time(NULL) - 100;
+    static const char *const bad[] = {
+        "1700000002 5 n 1700000002.B.host\n1700000001 4 n 1700000001.A.host\n",
+        "1700000001 4 n 1700000001.A.host\n1700000001 4 n 1700000001.A.host\n",
+        "1700000001 4 n 1700000001.B.host\n1700000001 4 n 1700000001.A.host\n",
+    };
+
+    mkmaildir(t);
+    put(t, "new/1700000001.A.host", "one\n");
+    put(t, "new/1700000002.B.host", "two!\n");
+    snprintf(path, sizeof(path), "%s/postern-index", t->md);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        md_mtime(t, "new", old, 5);
+        md_mtime(t, "cur", old, 6);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fprintf(f, "postern-index 2 %lld.000000005 %lld.000000006\n%s", (long long)old,
+                (long long)old, bad[i]);
+        fclose(f);
+        mb = open_ok(t);
+        assert_int_equal(mailbox_count(mb), 2);
+        assert_string_equal(mailbox_msg_uid(mb, 0), "1700000001.A.host");
+        assert_string_equal(mailbox_msg_uid(mb, 1), "1700000002.B.host");
+        mailbox_close(&mb);
+    }
+}
+
 static void test_maildir_damaged_index(void **state)
 {
     struct tmp *t = *state;
     static const char *const damaged[] = {
         "",
-        "postern-index 2\n1700000001 3 1700000001.A.host\n",
-        "postern-index 1\n1700000001 3 1700000001.A.host",                    /* torn */
-        "postern-index 1\n1700000001 3 1700000001.A.host\n1700000002 4 1700", /* torn */
-        "postern-index 1\n1700000001 3 1700000001.A.host\n1700000002 x 1700000002.B.host\n",
-        "postern-index 1\n1700000001 3 1700000001.A.host\n1700000002 4 \n",
-        "postern-index 1\n1700000001 3 1700000001.A.host\n-1 4 1700000002.B.host\n",
-        "postern-index 1\n1700000001 3 1700000001.A.host\n1 99999999999999999999 x\n",
-        "postern-index 1\n1700000001 3 1700000001.A.host\n1 2\n",
-        "postern-index 1\n1700000001  3 1700000001.A.host\n",
+        "postern-index 1\n1700000001 3 1700000001.A.host\n",
+        "postern-index 2\n1700000001 3 n 1700000001.A.host\n",
+        "postern-index 2 - \n1700000001 3 n 1700000001.A.host\n",
+        "postern-index 2 1.5 -\n1700000001 3 n 1700000001.A.host\n",
+        "postern-index 2 - -\n1700000001 3 n 1700000001.A.host",                    /* torn */
+        "postern-index 2 - -\n1700000001 3 n 1700000001.A.host\n1700000002 4 n 17", /* torn */
+        "postern-index 2 - -\n1700000001 3 n 1700000001.A.host\n1700000002 x n B.host\n",
+        "postern-index 2 - -\n1700000001 3 n 1700000001.A.host\n1700000002 4 n \n",
+        "postern-index 2 - -\n1700000001 3 n 1700000001.A.host\n-1 4 n B.host\n",
+        "postern-index 2 - -\n1700000001 3 n 1700000001.A.host\n1 99999999999999999999 n x\n",
+        "postern-index 2 - -\n1700000001 3 n 1700000001.A.host\n1 2\n",
+        "postern-index 2 - -\n1700000001 3 x 1700000001.A.host\n",
+        "postern-index 2 - -\n1700000001 3 nn 1700000001.A.host\n",
+        "postern-index 2 - -\n1700000001  3 n 1700000001.A.host\n",
+        "postern-index 2 - -\n1700000001 3 n :2,S\n",
         "garbage\n",
     };
     char path[256];
@@ -608,7 +721,7 @@ static void test_maildir_damaged_index(void **state)
         mailbox_close(&mb);
         /* ... and rewritten. */
         char *idx = slurp(path, NULL);
-        assert_string_equal(idx, "postern-index 1\n1700000001 12 1700000001.A.host\n");
+        assert_string_equal(idx, "postern-index 2 - -\n1700000001 12 n 1700000001.A.host\n");
         free(idx);
     }
 
@@ -851,6 +964,8 @@ int main(void)
         MD(test_maildir_snapshot),
         MD(test_maildir_w_size_trusted),
         MD(test_maildir_index_reused),
+        MD(test_maildir_unchanged_not_scanned),
+        MD(test_maildir_index_order_checked),
         MD(test_maildir_damaged_index),
         MD(test_maildir_renamed_after_open),
         MD(test_maildir_vanished),
