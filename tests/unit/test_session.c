@@ -1119,7 +1119,7 @@ static void test_backpressure_list(void **state)
         pop3_session_output_drained(f->s);
         assert_true(++rounds < 1000);
     }
-    assert_true(rounds > 10);
+    assert_true(rounds > 5); /* ~1.5 MB in 128 KiB rounds */
     assert_true(f->io.max_undrained <= POP3_OUTPUT_HIGH + POP3_LIST_CHUNK);
     /* Every line there, in order, without the deleted one. */
     const char *p = strstr(f->io.out, "\r\n") + 2;
