@@ -29,11 +29,62 @@ void auth_free(struct auth **a)
     *a = NULL;
 }
 
+/* Wipes what must not outlive the verification. */
+static void wipe(struct auth_request *req)
+{
+    explicit_bzero(req->entry.hash, sizeof(req->entry.hash));
+    explicit_bzero(req->secret, sizeof(req->secret));
+    req->secret_len = 0;
+}
+
+static void set_success(struct auth_request *req)
+{
+    if (req->entry.pop3_disabled) {
+        req->status = AUTH_DISABLED;
+        req->reason = "pop3 disabled";
+    } else {
+        req->status = AUTH_OK;
+        req->reason = NULL;
+    }
+}
+
+/*
+ * The answer when it needs no hashing: the right password for an account
+ * stored PLAIN (or a right APOP digest), or one the cache knows. Anything
+ * else -- every failure included -- is left to auth_verify() on the pool,
+ * so that all failures cost the same. Returns true when it answered.
+ */
+static bool verify_quick(struct auth *a, struct auth_request *req)
+{
+    struct passdb_entry *e = &req->entry;
+    const char *error;
+    bool ok = false;
+
+    if (req->secret_len >= sizeof(req->secret) || passdb_lookup(a->db, req->user, e, &error) != 1)
+        return false;
+    if (req->mech == AUTH_MECH_APOP) {
+        req->secret[req->secret_len] = '\0';
+        ok = e->scheme == HASH_PLAIN && hash_verify_apop(e->hash, req->apop_timestamp, req->secret);
+    } else if (e->scheme == HASH_PLAIN) {
+        ok = hash_verify(e->scheme, e->hash, req->secret, req->secret_len);
+    } else if (a->cache != NULL) {
+        ok = auth_cache_check(a->cache, req->user, e->generation, req->secret, req->secret_len);
+        req->cached = ok;
+    }
+    if (!ok) {
+        explicit_bzero(e->hash, sizeof(e->hash));
+        return false;
+    }
+    set_success(req);
+    wipe(req);
+    return true;
+}
+
 void auth_verify(struct auth *a, struct auth_request *req)
 {
     struct passdb_entry *e = &req->entry;
     const char *error = "";
-    bool ok = false;
+    bool ok = false, hashed = false;
 
     req->reason = "bad credentials";
     int found = passdb_lookup(a->db, req->user, e, &error);
@@ -44,14 +95,9 @@ void auth_verify(struct auth *a, struct auth_request *req)
         goto out;
     }
     if (found == 0) {
-        /* Spend what a real account costs: timing must not tell. */
-        hash_verify_dummy(req->secret, req->secret_len);
-        req->status = AUTH_FAIL;
         req->reason = "unknown user";
-        goto out;
-    }
-    if (req->secret_len >= sizeof(req->secret)) {
-        hash_verify_dummy(req->secret, 0);
+    } else if (req->secret_len >= sizeof(req->secret)) {
+        req->reason = "password too long";
     } else if (req->mech == AUTH_MECH_APOP) {
         req->secret[req->secret_len] = '\0';
         if (e->scheme == HASH_PLAIN)
@@ -64,27 +110,26 @@ void auth_verify(struct auth *a, struct auth_request *req)
         req->cached = true;
     } else {
         ok = hash_verify(e->scheme, e->hash, req->secret, req->secret_len);
+        hashed = e->scheme != HASH_PLAIN;
         /* APOP secrets change with every greeting: only passwords. */
-        if (ok && a->cache != NULL)
+        if (ok && hashed && a->cache != NULL)
             auth_cache_store(a->cache, req->user, e->generation, req->secret, req->secret_len);
     }
     if (!ok) {
+        /* Spend what a real account costs: an unknown user, a PLAIN or
+         * APOP mismatch and a wrong hashed password all take as long. */
+        if (!hashed)
+            hash_verify_dummy(req->secret,
+                              req->secret_len < sizeof(req->secret) ? req->secret_len : 0);
         req->status = AUTH_FAIL;
-        if (req->secret_len >= sizeof(req->secret))
-            req->reason = "password too long";
-        else if (req->mech != AUTH_MECH_APOP || e->scheme == HASH_PLAIN)
+        if (found == 1 && req->secret_len < sizeof(req->secret) &&
+            (req->mech != AUTH_MECH_APOP || e->scheme == HASH_PLAIN))
             req->reason = "bad password";
-    } else if (e->pop3_disabled) {
-        req->status = AUTH_DISABLED;
-        req->reason = "pop3 disabled";
     } else {
-        req->status = AUTH_OK;
-        req->reason = NULL;
+        set_success(req);
     }
 out:
-    explicit_bzero(e->hash, sizeof(e->hash));
-    explicit_bzero(req->secret, sizeof(req->secret));
-    req->secret_len = 0;
+    wipe(req);
 }
 
 static void auth_job_run(struct pool_job *job)
@@ -98,6 +143,11 @@ static void auth_job_run(struct pool_job *job)
 void auth_request(struct auth *a, struct auth_request *req)
 {
     req->auth = a;
+    req->quick = verify_quick(a, req);
+    if (req->quick) {
+        req->callback(req);
+        return;
+    }
     req->job.run = auth_job_run;
     pool_submit(a->pool, &req->job);
 }

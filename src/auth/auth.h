@@ -3,10 +3,14 @@
 
 /*
  * Asynchronous authentication. The caller fills a request and submits it;
- * the password database lookup and the hashing run on the pool's threads,
- * never on an I/O thread, and req->callback is then called on that pool
- * thread. The callback may do further blocking work there (open the
- * mailbox) and must hand the result to its own thread itself.
+ * hashing runs on the pool's threads, never on the caller's, and
+ * req->callback is then called on that pool thread. When the answer needs
+ * no hashing (the right password of an account stored PLAIN, or one the
+ * cache knows) the callback is called at once, on the caller's thread,
+ * with req->quick set: a thread hop would cost more than the check. Every
+ * failure takes the pool's way and the cost of a hash. The callback may
+ * do further blocking work on a pool thread (open the mailbox), and must
+ * hand the result to its own thread itself.
  *
  * This is the seam where the auth process of DESIGN.md section 1 will be
  * cut out: the request travels over a socket instead, and callers do not
@@ -48,6 +52,7 @@ struct auth_request {
     enum auth_status status;
     const char *reason;        /* for the audit log: "unknown user", "bad password", ... */
     bool cached;               /* verified from the cache, without hashing */
+    bool quick;                /* answered on the caller's thread (see above) */
     struct passdb_entry entry; /* the account, when status is AUTH_OK or AUTH_DISABLED */
     struct auth *auth;
 };

@@ -250,7 +250,7 @@ int main(int argc, char **argv)
         log_error("cannot start: %s", pool == NULL ? error : "out of memory");
         goto out_pool;
     }
-    if (server_start(srv, auth, &error) < 0) {
+    if (server_start(srv, auth, pool, &error) < 0) {
         log_error("cannot start: %s", error);
         goto out_pool;
     }

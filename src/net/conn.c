@@ -216,43 +216,76 @@ static const struct pop3_io conn_io = {
 
 /* --- login round trip --- */
 
-/* On a pool thread: the credentials are checked; open the mailbox here
- * too, since a Maildir scan is blocking I/O an I/O thread must not do. */
+/*
+ * Opens the account's mailbox for a login job: on a pool thread, or with
+ * quick on the I/O thread, where only maildir_open_quick() may run.
+ * Returns false when a quick open must be finished on the pool.
+ */
+static bool open_mailbox(struct login_job *job, bool quick)
+{
+    const struct net_settings *set = &job->conn->w->srv->set;
+    struct auth_request *req = &job->req;
+    const char *error;
+    const char *location = req->entry.mail[0] != '\0' ? req->entry.mail : set->mail_location;
+    char *path =
+        store_location_expand(location, set->base_dir, req->entry.user, req->entry.home, &error);
+
+    if (path == NULL) {
+        log_error("mail location for %s: %s", req->entry.user, error);
+        job->result = POP3_AUTH_PERMFAIL;
+        return true;
+    }
+    enum store_status st =
+        quick ? maildir_open_quick(path, &job->mb, &error) : maildir_open(path, &job->mb, &error);
+    switch (st) {
+    case STORE_OK:
+        job->result = POP3_AUTH_OK;
+        break;
+    case STORE_IN_USE:
+        job->result = POP3_AUTH_IN_USE;
+        break;
+    case STORE_TEMPFAIL:
+        log_error("mailbox %s: %s", path, error);
+        job->result = POP3_AUTH_TEMPFAIL;
+        break;
+    case STORE_PERMFAIL:
+        log_error("mailbox %s: %s", path, error);
+        job->result = POP3_AUTH_PERMFAIL;
+        break;
+    case STORE_AGAIN:
+        free(path);
+        return false;
+    }
+    free(path);
+    return true;
+}
+
+static void job_open_run(struct pool_job *pj)
+{
+    struct login_job *job = (struct login_job *)pj;
+
+    open_mailbox(job, false);
+    worker_post(job->conn->w, job);
+}
+
+/*
+ * The credentials are checked: on a pool thread, or (req->quick) at once
+ * on the I/O thread when that needed no hashing. The mailbox is opened
+ * where the check ran -- unless that was the I/O thread and opening needs
+ * a directory scan, which then goes to the pool.
+ */
 static void job_auth_done(struct auth_request *req)
 {
     struct login_job *job = (struct login_job *)req;
-    const struct net_settings *set = &job->conn->w->srv->set;
-    const char *error;
 
     switch (req->status) {
-    case AUTH_OK: {
-        const char *location = req->entry.mail[0] != '\0' ? req->entry.mail : set->mail_location;
-        char *path = store_location_expand(location, set->base_dir, req->entry.user,
-                                           req->entry.home, &error);
-        if (path == NULL) {
-            log_error("mail location for %s: %s", req->entry.user, error);
-            job->result = POP3_AUTH_PERMFAIL;
-            break;
+    case AUTH_OK:
+        if (!open_mailbox(job, req->quick)) {
+            job->req.job.run = job_open_run;
+            pool_submit(job->conn->w->srv->set.pool, &job->req.job);
+            return;
         }
-        switch (maildir_open(path, &job->mb, &error)) {
-        case STORE_OK:
-            job->result = POP3_AUTH_OK;
-            break;
-        case STORE_IN_USE:
-            job->result = POP3_AUTH_IN_USE;
-            break;
-        case STORE_TEMPFAIL:
-            log_error("mailbox %s: %s", path, error);
-            job->result = POP3_AUTH_TEMPFAIL;
-            break;
-        case STORE_PERMFAIL:
-            log_error("mailbox %s: %s", path, error);
-            job->result = POP3_AUTH_PERMFAIL;
-            break;
-        }
-        free(path);
         break;
-    }
     case AUTH_FAIL:
         job->result = POP3_AUTH_FAIL;
         break;
@@ -263,6 +296,8 @@ static void job_auth_done(struct auth_request *req)
         job->result = POP3_AUTH_TEMPFAIL;
         break;
     }
+    /* From the I/O thread itself this only queues: the session hears the
+     * answer after io->auth has returned, as pop3.h asks. */
     worker_post(job->conn->w, job);
 }
 

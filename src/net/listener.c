@@ -211,9 +211,10 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-int server_start(struct server *srv, struct auth *auth, const char **error_r)
+int server_start(struct server *srv, struct auth *auth, struct pool *pool, const char **error_r)
 {
     srv->set.auth = auth;
+    srv->set.pool = pool;
     srv->n_workers = srv->set.threads > 0 ? srv->set.threads : 1;
     srv->workers = calloc(srv->n_workers, sizeof(*srv->workers));
     if (srv->workers == NULL) {

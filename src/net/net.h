@@ -11,6 +11,7 @@
 
 struct auth;
 struct guard;
+struct pool;
 struct tls;
 
 struct net_settings {
@@ -23,6 +24,7 @@ struct net_settings {
     const char *mail_location; /* "maildir:..." template */
     const char *base_dir;      /* for a relative mail location */
     struct auth *auth;
+    struct pool *pool; /* for mailbox scans that an I/O thread must not do */
     struct guard *guard;
     struct tls *tls; /* NULL: no TLS (no STLS, no POP3S listeners) */
     bool require_tls;
@@ -38,7 +40,7 @@ int server_listen(struct server *srv, const char *address, bool tls, const char 
 /* Starts the I/O threads, which verify logins through auth; returns at
  * once. Separate from server_new so that listeners can be bound before the
  * daemon forks and threads started after. */
-int server_start(struct server *srv, struct auth *auth, const char **error_r);
+int server_start(struct server *srv, struct auth *auth, struct pool *pool, const char **error_r);
 /* Stops accepting, ends every session (removing nothing) and joins the
  * threads. Call from the main thread. */
 void server_stop(struct server *srv);

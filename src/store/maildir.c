@@ -476,7 +476,8 @@ static int snapshot_from_scan(struct maildir *md, const struct timespec mtime[2]
     return 0;
 }
 
-static int snapshot(struct maildir *md, const char **error_r)
+/* quick: give up (-2) rather than scan. */
+static int snapshot(struct maildir *md, bool quick, const char **error_r)
 {
     static const char *const subs[] = {"new", "cur"};
     struct timespec mtime[2], now;
@@ -488,6 +489,8 @@ static int snapshot(struct maildir *md, const char **error_r)
     clock_gettime(CLOCK_REALTIME, &now);
     for (int i = 0; i < 2; i++) {
         if (fstatat(md->dir_fd, subs[i], &st, 0) < 0) {
+            if (quick)
+                return -2;
             /* A Maildir made by hand may lack one of its folders. */
             if (errno != ENOENT || mkdirat(md->dir_fd, subs[i], 0700) < 0 ||
                 fstatat(md->dir_fd, subs[i], &st, 0) < 0) {
@@ -498,15 +501,18 @@ static int snapshot(struct maildir *md, const char **error_r)
         mtime[i] = st.st_mtim;
         trusted = trusted && now.tv_sec - st.st_mtim.tv_sec >= MTIME_TRUST_SECS;
     }
-    mkdirat(md->dir_fd, "tmp", 0700);
     index_load(&md->idx, md->dir_fd);
     if (snapshot_from_index(md, mtime))
         return 0;
+    if (quick)
+        return -2;
+    mkdirat(md->dir_fd, "tmp", 0700);
     md->count = 0;
     return snapshot_from_scan(md, mtime, trusted, error_r);
 }
 
-enum store_status maildir_open(const char *path, struct mailbox **mb_r, const char **error_r)
+static enum store_status open_maildir(const char *path, bool quick, struct mailbox **mb_r,
+                                      const char **error_r)
 {
     struct maildir *md = calloc(1, sizeof(*md));
     struct stat st;
@@ -525,6 +531,10 @@ enum store_status maildir_open(const char *path, struct mailbox **mb_r, const ch
         return STORE_TEMPFAIL;
     }
     md->dir_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (md->dir_fd < 0 && errno == ENOENT && quick) {
+        status = STORE_AGAIN;
+        goto fail;
+    }
     if (md->dir_fd < 0 && errno == ENOENT) {
         if (maildir_create(path, error_r) < 0) {
             status = STORE_PERMFAIL;
@@ -558,13 +568,26 @@ enum store_status maildir_open(const char *path, struct mailbox **mb_r, const ch
         status = errno == EWOULDBLOCK ? STORE_IN_USE : STORE_TEMPFAIL;
         goto fail;
     }
-    if (snapshot(md, error_r) < 0)
+    int r = snapshot(md, quick, error_r);
+    if (r == -2)
+        status = STORE_AGAIN;
+    if (r < 0)
         goto fail;
     *mb_r = &md->box;
     return STORE_OK;
 fail:
     maildir_free(md);
     return status;
+}
+
+enum store_status maildir_open(const char *path, struct mailbox **mb_r, const char **error_r)
+{
+    return open_maildir(path, false, mb_r, error_r);
+}
+
+enum store_status maildir_open_quick(const char *path, struct mailbox **mb_r, const char **error_r)
+{
+    return open_maildir(path, true, mb_r, error_r);
 }
 
 static unsigned maildir_count(const struct mailbox *mb)

@@ -24,6 +24,7 @@ enum store_status {
     STORE_IN_USE,   /* another session holds the lock */
     STORE_TEMPFAIL, /* I/O error or the like: try again later */
     STORE_PERMFAIL, /* misconfiguration: the mailbox cannot be used */
+    STORE_AGAIN,    /* maildir_open_quick: this one needs a scan */
 };
 
 struct mailbox_vfuncs {
@@ -98,6 +99,11 @@ static inline void mailbox_close(struct mailbox **mb)
  * and a snapshot of new/ and cur/ ordered by delivery time then name.
  */
 enum store_status maildir_open(const char *path, struct mailbox **mb_r, const char **error_r);
+/* The same, but only when it takes a few system calls: an existing
+ * Maildir whose index describes it as it is. Else STORE_AGAIN, having
+ * changed nothing (an I/O thread calls this; a worker thread then calls
+ * maildir_open). */
+enum store_status maildir_open_quick(const char *path, struct mailbox **mb_r, const char **error_r);
 
 /* Creates the Maildir (and missing parent folders) with tmp/, new/ and cur/,
  * mode 0700; existing folders are fine. */

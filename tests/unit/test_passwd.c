@@ -605,13 +605,16 @@ static void test_auth_cache(void **state)
     /* Failures are never cached: each one pays for the hash. */
     assert_false(verify_cached(a, "alice", "wrong", AUTH_FAIL));
     assert_false(verify_cached(a, "alice", "wrong", AUTH_FAIL));
-    /* A cached password still obeys pop3=no. */
+    /* PLAIN needs no hash, so nothing to cache; pop3=no still holds. */
     assert_false(verify_cached(a, "carol", "pw", AUTH_DISABLED));
-    assert_true(verify_cached(a, "carol", "pw", AUTH_DISABLED));
+    assert_false(verify_cached(a, "carol", "pw", AUTH_DISABLED));
     /* The user is part of the key: dave has bob's hash, not his entry. */
     assert_false(verify_cached(a, "dave", "hunter2", AUTH_OK));
     /* Any change of the passwd-file invalidates every entry. */
-    write_file("accounts.new", "bob:{PLAIN}other\n");
+    char other[256], line[300];
+    make_crypt("$5$", "other", other, sizeof(other));
+    snprintf(line, sizeof(line), "bob:{SHA256-CRYPT}%s\n", other);
+    write_file("accounts.new", line);
     char from[600], to[600];
     snprintf(from, sizeof(from), "%s/accounts.new", tmpdir);
     snprintf(to, sizeof(to), "%s/accounts", tmpdir);
@@ -628,11 +631,11 @@ static void test_auth_cache(void **state)
     db = open_accounts();
     cache = auth_cache_new(1, 10);
     a = auth_new(db, NULL, cache);
-    assert_false(verify_cached(a, "alice", "secret", AUTH_OK));
-    assert_true(verify_cached(a, "alice", "secret", AUTH_OK));
+    assert_false(verify_cached(a, "bob", "hunter2", AUTH_OK));
+    assert_true(verify_cached(a, "bob", "hunter2", AUTH_OK));
     struct timespec ts = {2, 100 * 1000 * 1000};
     nanosleep(&ts, NULL);
-    assert_false(verify_cached(a, "alice", "secret", AUTH_OK));
+    assert_false(verify_cached(a, "bob", "hunter2", AUTH_OK));
     auth_free(&a);
     auth_cache_free(&cache);
     passdb_destroy(&db);
@@ -701,6 +704,11 @@ static void test_auth_request_async(void **state)
     assert_int_equal(atomic_load(&callbacks), 6);
     for (int i = 0; i < 6; i++)
         assert_int_equal(got[i], want[i]);
+    /* Right PLAIN passwords were answered at once, without a hash; every
+     * failure and every hashed password went to the pool. */
+    static const bool quick[] = {true, false, true, false, false, true};
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(reqs[i].quick, quick[i]);
     auth_free(&a);
     passdb_destroy(&db);
 }
