@@ -23,6 +23,7 @@
 #include "lib/pool.h"
 #include "net/net.h"
 #include "net/tls.h"
+#include "store/store.h"
 
 static void usage(void)
 {
@@ -163,6 +164,10 @@ int main(int argc, char **argv)
                   cfg.state_dir, strerror(errno));
         goto out_config;
     }
+    if (store_lock_init(cfg.state_dir, &error) < 0) {
+        log_error("%s: %s", config_where(&cfg, "server", "state_dir"), error);
+        goto out_config;
+    }
     unsigned bad = 0;
     struct passdb *db = passdb_open(cfg.passdb, cfg.dir, &bad, &error);
     if (db == NULL) {
@@ -286,6 +291,7 @@ out_db:
     guard_free(&guard);
     passdb_destroy(&db);
 out_config:
+    store_lock_deinit();
     audit_close();
     config_free(&cfg);
     return status;

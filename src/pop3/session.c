@@ -71,8 +71,12 @@ void session_close(struct pop3_session *s)
     if (s->closed)
         return;
     s->closed = true;
-    if (s->mb != NULL)
+    /* The mailbox (and its lock) goes now, not when the connection is
+     * torn down: a client may log in again the moment it has read +OK. */
+    if (s->mb != NULL) {
         mail_stream_close(s->mb, &s->stream);
+        mailbox_close(&s->mb);
+    }
     s->out = OUT_NONE;
     s->io->close(s->ctx);
 }

@@ -21,13 +21,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "lib/log.h"
 
-#define LOCK_FILE_NAME   "postern-lock"
 #define MTIME_TRUST_SECS 2
 
 struct maildir_msg {
@@ -38,8 +36,8 @@ struct maildir_msg {
 struct maildir {
     struct mailbox box;
     char *path; /* for messages to the operator */
-    int dir_fd;
-    int lock_fd;
+    int dir_fd; /* open while the snapshot is taken, then closed */
+    bool locked;
     dev_t dev;
     ino_t ino;
     struct index idx;
@@ -62,63 +60,6 @@ static const char *error_errno(const char *what, const char *path)
     return error_buf;
 }
 
-/*
- * The in-process lock table: flock() already excludes other processes
- * and other open file descriptions, but the table answers without a
- * system call and makes the rule explicit for threads.
- */
-struct lock_node {
-    dev_t dev;
-    ino_t ino;
-    struct lock_node *next;
-};
-#define LOCK_BUCKETS 1024
-static struct lock_node *lock_table[LOCK_BUCKETS];
-static pthread_mutex_t lock_mutex = PTHREAD_MUTEX_INITIALIZER;
-
-static bool lock_table_take(dev_t dev, ino_t ino)
-{
-    size_t b = (size_t)(ino ^ dev) % LOCK_BUCKETS;
-    bool ok = true;
-
-    pthread_mutex_lock(&lock_mutex);
-    for (struct lock_node *n = lock_table[b]; n != NULL; n = n->next) {
-        if (n->dev == dev && n->ino == ino) {
-            ok = false;
-            break;
-        }
-    }
-    if (ok) {
-        struct lock_node *n = malloc(sizeof(*n));
-        if (n == NULL) {
-            ok = false;
-        } else {
-            n->dev = dev;
-            n->ino = ino;
-            n->next = lock_table[b];
-            lock_table[b] = n;
-        }
-    }
-    pthread_mutex_unlock(&lock_mutex);
-    return ok;
-}
-
-static void lock_table_release(dev_t dev, ino_t ino)
-{
-    size_t b = (size_t)(ino ^ dev) % LOCK_BUCKETS;
-
-    pthread_mutex_lock(&lock_mutex);
-    for (struct lock_node **np = &lock_table[b]; *np != NULL; np = &(*np)->next) {
-        if ((*np)->dev == dev && (*np)->ino == ino) {
-            struct lock_node *n = *np;
-            *np = n->next;
-            free(n);
-            break;
-        }
-    }
-    pthread_mutex_unlock(&lock_mutex);
-}
-
 static const struct index_entry *msg_entry(const struct maildir *md, const struct maildir_msg *m)
 {
     return &md->idx.entries[m->entry];
@@ -129,12 +70,14 @@ static const char *msg_base(const struct maildir *md, const struct maildir_msg *
     return index_base(&md->idx, msg_entry(md, m));
 }
 
-/* "cur/BASE:2,S" relative to the Maildir. */
+/* "MAILDIR/cur/BASE:2,S". A session keeps no descriptor of the Maildir
+ * open (an idle session holds only its socket), so messages are reached
+ * by full path. */
 static int msg_path(const struct maildir *md, const struct maildir_msg *m, char *buf, size_t size)
 {
     const struct index_entry *e = msg_entry(md, m);
-    int n = snprintf(buf, size, "%s/%s%s%s", e->cur ? "cur" : "new", index_base(&md->idx, e),
-                     e->suffix_off != 0 ? ":" : "",
+    int n = snprintf(buf, size, "%s/%s/%s%s%s", md->path, e->cur ? "cur" : "new",
+                     index_base(&md->idx, e), e->suffix_off != 0 ? ":" : "",
                      e->suffix_off != 0 ? md->idx.arena + e->suffix_off : "");
     return n > 0 && (size_t)n < size ? 0 : -1;
 }
@@ -327,10 +270,8 @@ static void maildir_free(struct maildir *md)
     free(md->path);
     index_free(&md->idx);
     free(md->msgs);
-    if (md->lock_fd >= 0) {
-        close(md->lock_fd); /* releases the flock */
-        lock_table_release(md->dev, md->ino);
-    }
+    if (md->locked)
+        store_lock_release(md->dev, md->ino);
     if (md->dir_fd >= 0)
         close(md->dir_fd);
     free(md);
@@ -523,7 +464,6 @@ static enum store_status open_maildir(const char *path, bool quick, struct mailb
         return STORE_TEMPFAIL;
     }
     md->box.v = &maildir_vfuncs;
-    md->lock_fd = -1;
     md->path = strdup(path);
     if (md->path == NULL) {
         free(md);
@@ -548,31 +488,22 @@ static enum store_status open_maildir(const char *path, bool quick, struct mailb
         *error_r = error_errno("cannot open mailbox", path);
         goto fail;
     }
-    if (!lock_table_take(st.st_dev, st.st_ino)) {
-        *error_r = "mailbox in use";
-        status = STORE_IN_USE;
+    status = store_lock_take(st.st_dev, st.st_ino, error_r);
+    if (status != STORE_OK)
         goto fail;
-    }
+    md->locked = true;
     md->dev = st.st_dev;
     md->ino = st.st_ino;
-    md->lock_fd =
-        openat(md->dir_fd, LOCK_FILE_NAME, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (md->lock_fd < 0) {
-        lock_table_release(md->dev, md->ino);
-        *error_r = error_errno("cannot create lock file in", path);
-        status = errno == EACCES ? STORE_PERMFAIL : STORE_TEMPFAIL;
-        goto fail;
-    }
-    if (flock(md->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        *error_r = errno == EWOULDBLOCK ? "mailbox in use" : error_errno("cannot lock", path);
-        status = errno == EWOULDBLOCK ? STORE_IN_USE : STORE_TEMPFAIL;
-        goto fail;
-    }
     int r = snapshot(md, quick, error_r);
     if (r == -2)
         status = STORE_AGAIN;
-    if (r < 0)
+    if (r < 0) {
+        if (r == -1)
+            status = STORE_TEMPFAIL;
         goto fail;
+    }
+    close(md->dir_fd);
+    md->dir_fd = -1;
     *mb_r = &md->box;
     return STORE_OK;
 fail:
@@ -618,7 +549,9 @@ static int relocate(struct maildir *md, struct maildir_msg *m)
 
     for (int pass = 0; pass < 2; pass++) {
         bool cur = pass == 0;
-        int fd = openat(md->dir_fd, cur ? "cur" : "new", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        char dir[4200];
+        snprintf(dir, sizeof(dir), "%s/%s", md->path, cur ? "cur" : "new");
+        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
         struct dirent *de;
         if (d == NULL) {
@@ -648,7 +581,7 @@ static int maildir_open_msg(struct mailbox *mb, unsigned i, struct mail_stream *
 {
     struct maildir *md = (struct maildir *)mb;
     struct maildir_msg *m = &md->msgs[i];
-    char path[4096];
+    char path[4400];
     int fd = -1;
 
     for (int attempt = 0; attempt < 3 && fd < 0; attempt++) {
@@ -656,7 +589,7 @@ static int maildir_open_msg(struct mailbox *mb, unsigned i, struct mail_stream *
             *error_r = "message path too long";
             return -1;
         }
-        fd = openat(md->dir_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         if (fd >= 0)
             break;
         if (errno != ENOENT) {
@@ -713,14 +646,14 @@ static int maildir_expunge(struct mailbox *mb, unsigned i, const char **error_r)
 {
     struct maildir *md = (struct maildir *)mb;
     struct maildir_msg *m = &md->msgs[i];
-    char path[4096];
+    char path[4400];
 
     for (int attempt = 0; attempt < 3; attempt++) {
         if (msg_path(md, m, path, sizeof(path)) < 0) {
             *error_r = "message path too long";
             return -1;
         }
-        if (unlinkat(md->dir_fd, path, 0) == 0) {
+        if (unlink(path) == 0) {
             if (msg_entry(md, m)->cur)
                 md->expunged_cur = true;
             else
@@ -752,7 +685,9 @@ static int maildir_expunge_commit(struct mailbox *mb, const char **error_r)
         if (!(pass == 0 ? md->expunged_new : md->expunged_cur))
             continue;
         const char *sub = pass == 0 ? "new" : "cur";
-        int fd = openat(md->dir_fd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        char dir[4200];
+        snprintf(dir, sizeof(dir), "%s/%s", md->path, sub);
+        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0 || fsync(fd) < 0) {
             *error_r = error_errno("cannot sync", sub);
             ret = -1;

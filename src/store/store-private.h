@@ -3,6 +3,7 @@
 
 /* Shared by maildir.c and index.c. */
 
+#include <sys/types.h>
 #include <time.h>
 
 #include "store/store.h"
@@ -39,6 +40,10 @@ struct index {
 };
 
 #define INDEX_FILE_NAME "postern-index"
+
+/* lock.c */
+enum store_status store_lock_take(dev_t dev, ino_t ino, const char **error_r);
+void store_lock_release(dev_t dev, ino_t ino);
 
 void index_init(struct index *idx);
 void index_free(struct index *idx);

@@ -105,6 +105,15 @@ enum store_status maildir_open(const char *path, struct mailbox **mb_r, const ch
  * maildir_open). */
 enum store_status maildir_open_quick(const char *path, struct mailbox **mb_r, const char **error_r);
 
+/*
+ * The lock registry (lock.c): one file under the server's state_dir in
+ * which every Postern process takes its mailbox locks. Without it (tests,
+ * tools), locks keep out other threads of this process only.
+ */
+#define STORE_LOCK_FILE "mailbox-locks"
+int store_lock_init(const char *state_dir, const char **error_r);
+void store_lock_deinit(void);
+
 /* Creates the Maildir (and missing parent folders) with tmp/, new/ and cur/,
  * mode 0700; existing folders are fine. */
 int maildir_create(const char *path, const char **error_r);

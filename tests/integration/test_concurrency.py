@@ -120,3 +120,49 @@ def test_sigterm_with_open_sessions(site, start_server):
     assert not any(e["event"] == "dele" for e in srv.audit_events())
     reasons = [e.get("reason") for e in srv.audit_events() if e["event"] == "disconnect"]
     assert len(reasons) == 4, reasons
+
+
+def test_idle_session_holds_one_descriptor(site, start_server):
+    """An idle logged-in session keeps only its socket open (the lock lives
+    in the registry, the Maildir is not held open): that is what lets one
+    process hold 10,000 sessions under a 20,000-descriptor limit."""
+    n = 40
+    for i in range(n):
+        site.add_user(f"fd{i:02d}", "pw")
+        site.deliver(f"fd{i:02d}", b"Subject: x\n\nbody\n")
+    srv = start_server(threads=2, max_connections_per_ip=100)
+
+    def fds():
+        import os
+        return len(os.listdir(f"/proc/{srv.pid}/fd"))
+
+    before = fds()
+    clients = []
+    for i in range(n):
+        c = srv.client()
+        c.login(f"fd{i:02d}", "pw")
+        assert c.stat() == (1, len(to_wire(b"Subject: x\n\nbody\n")))
+        clients.append(c)
+    grown = fds() - before
+    assert n <= grown <= n + 4, grown
+    for c in clients:
+        c.quit()
+
+
+def test_second_server_sees_the_lock(site, start_server):
+    """Two posternd processes on the same Maildirs and state_dir: a mailbox
+    open in one is [IN-USE] in the other, and free again after QUIT."""
+    site.add_user("shared", "pw")
+    site.deliver("shared", b"Subject: x\n\nbody\n")
+    a = start_server(tag="a")
+    b = start_server(tag="b")
+    ca = a.client()
+    ca.login("shared", "pw")
+    cb = b.client()
+    cb.ok("USER shared")
+    assert cb.cmd("PASS pw").startswith("-ERR [IN-USE]")
+    cb.close()
+    ca.quit()
+    cb = b.client()
+    cb.login("shared", "pw")
+    cb.quit()

@@ -18,6 +18,7 @@
 #include <ftw.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "store/store.h"
@@ -836,16 +837,47 @@ static void test_maildir_in_use(void **state)
     mb = open_ok(t);
     mailbox_close(&mb);
 
-    /* Another process's lock (flock on another open file description). */
-    snprintf(path, sizeof(path), "%s/postern-lock", t->md);
-    int fd = open(path, O_RDWR | O_CLOEXEC);
-    assert_true(fd >= 0);
-    assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);
+    /* Another process's lock, through the registry: a child opens the
+     * mailbox and holds it until told to go. */
+    const char *err = NULL;
+    assert_int_equal(store_lock_init(t->root, &err), 0);
+    int ready[2], go[2];
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(go), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct mailbox *held = NULL;
+        char c = 'x';
+        /* Its own open of the registry, as another posternd would have. */
+        if (store_lock_init(t->root, &err) < 0 || maildir_open(t->md, &held, &err) != STORE_OK)
+            c = 'f';
+        if (write(ready[1], &c, 1) != 1 || read(go[0], &c, 1) != 1)
+            _exit(2);
+        _exit(0);
+    }
+    char c;
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    assert_int_equal(c, 'x');
     assert_int_equal(maildir_open(t->md, &mb2, &error), STORE_IN_USE);
     assert_null(mb2);
-    close(fd);
+    /* The child ends (here as if it crashed): the kernel drops its lock. */
+    assert_int_equal(write(go[1], "q", 1), 1);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     mb = open_ok(t);
     mailbox_close(&mb);
+    /* The registry lives in state_dir, not in the Maildir. */
+    snprintf(path, sizeof(path), "%s/postern-lock", t->md);
+    assert_int_equal(access(path, F_OK), -1);
+    snprintf(path, sizeof(path), "%s/" STORE_LOCK_FILE, t->root);
+    assert_int_equal(access(path, F_OK), 0);
+    close(ready[0]);
+    close(ready[1]);
+    close(go[0]);
+    close(go[1]);
+    store_lock_deinit();
 }
 
 static void test_maildir_duplicates_and_ignored(void **state)
