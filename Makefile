@@ -4,6 +4,7 @@
 #                   ASan/UBSan builds, runs unit, integration and fuzz smoke tests
 #   make run        demo configuration in demo/ and the server in the foreground
 #   make fuzz       longer fuzzing runs (clang)
+#   make bench      benchmark against Dovecot (BENCH_ARGS=--quick: a short run)
 #   make install    PREFIX=/usr/local DESTDIR=
 
 PREFIX  ?= /usr/local
@@ -45,7 +46,8 @@ UNIT_MOCKS := $(wildcard tests/unit/mock_*.c)
 # a second `make test` does not compile everything again.
 .SECONDARY:
 
-.PHONY: all asan test unit integration fuzz fuzz-smoke run install clean deps-build format bench
+.PHONY: all asan test unit integration fuzz fuzz-smoke run install clean deps-build format bench \
+        bench-tools
 all: deps-build build/posternd build/postern
 
 deps-build:
@@ -84,7 +86,7 @@ build/asan/tests/%: $(call obj,asan,tests/unit/%.c $(UNIT_MOCKS) $(CORE_SRC))
 # --- tests ---
 test:
 	@scripts/deps test
-	@$(MAKE) --no-print-directory all asan $(addprefix build/asan/tests/,$(UNIT_TESTS))
+	@$(MAKE) --no-print-directory all asan bench-tools $(addprefix build/asan/tests/,$(UNIT_TESTS))
 	@$(MAKE) --no-print-directory unit integration fuzz-smoke
 
 unit: $(addprefix build/asan/tests/,$(UNIT_TESTS))
@@ -118,6 +120,26 @@ fuzz-smoke:
 fuzz:
 	@scripts/deps test
 	@$(MAKE) --no-print-directory fuzz-smoke FUZZ_SMOKE_SECONDS=$(FUZZ_SECONDS)
+
+# --- benchmark tools (bench/PROTOCOL.md): load generator and the two ceilings ---
+BENCH_TOOLS := $(addprefix build/bench/,loadgen lineserver sendfile_server)
+bench-tools: $(BENCH_TOOLS)
+
+build/bench/loadgen: bench/loadgen.c
+	@mkdir -p $(dir $@)
+	$(CC) -D_GNU_SOURCE $(CFLAGS_RELEASE) $(LDFLAGS_RELEASE) -o $@ $< -lssl -lcrypto
+build/bench/%: bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -D_GNU_SOURCE $(CFLAGS_RELEASE) $(LDFLAGS_RELEASE) -o $@ $< -lpthread
+
+# --- benchmark: Postern against Dovecot on loopback (issue 4, bench/run.py) ---
+# Long (about 40 minutes); BENCH_ARGS='--quick' for a short check, '--help' for
+# the options. Writes bench/RESULTS.md; the data stays in bench/work/.
+BENCH_ARGS ?=
+bench:
+	@scripts/deps bench
+	@$(MAKE) --no-print-directory all bench-tools
+	/usr/bin/python3 bench/run.py $(BENCH_ARGS)
 
 # --- demo ---
 run:

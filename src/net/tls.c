@@ -28,6 +28,7 @@ struct ticket_key {
 
 struct tls {
     struct tls_settings set;
+    EVP_CIPHER *aes;       /* fetched once: OpenSSL 3 would look it up per ticket */
     pthread_mutex_t mutex; /* ctx and keys */
     SSL_CTX *ctx;
     struct ticket_key keys[2]; /* [0] current, [1] previous */
@@ -123,10 +124,16 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
     if (enc) {
         memcpy(name, k.name, 16);
         if (RAND_bytes(iv, EVP_MAX_IV_LENGTH) != 1 ||
-            EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1)
+            EVP_EncryptInit_ex(cctx, t->aes, NULL, k.aes, iv) != 1)
             ret = -1;
-    } else if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1) {
+    } else if (EVP_DecryptInit_ex(cctx, t->aes, NULL, k.aes, iv) != 1) {
         ret = -1;
+    } else if (ret == 1) {
+        /* Resuming with a ticket under the current key: the client keeps
+         * it (OpenSSL's stateless tickets may be used again until they
+         * expire), so sealing a new one would only cost time. A ticket
+         * under the previous key (ret 2) is replaced as usual. */
+        SSL_set_num_tickets(ssl, 0);
     }
     if (ret > 0 && set_mac_key(hctx, k.hmac) != 1)
         ret = -1;
@@ -196,6 +203,9 @@ static SSL_CTX *ctx_load(struct tls *t, const char **error_r)
     SSL_CTX_set_timeout(ctx, SESSION_TIMEOUT);
     SSL_CTX_set_ex_data(ctx, tls_ex_index, t);
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
+    /* One TLS 1.3 ticket per handshake (OpenSSL sends two): a mail client
+     * keeps one connection per account, and each ticket costs a seal. */
+    SSL_CTX_set_num_tickets(ctx, 1);
     return ctx;
 fail:
     SSL_CTX_free(ctx);
@@ -213,6 +223,12 @@ struct tls *tls_new(const struct tls_settings *set, const char **error_r)
     pthread_once(&ex_once, ex_init);
     t->set = *set;
     pthread_mutex_init(&t->mutex, NULL);
+    t->aes = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+    if (t->aes == NULL) {
+        *error_r = "AES-256-CBC is not available for session tickets";
+        tls_free(&t);
+        return NULL;
+    }
     if (new_ticket_key(&t->keys[0]) < 0) {
         *error_r = "cannot make a session ticket key";
         tls_free(&t);
@@ -256,6 +272,7 @@ void tls_free(struct tls **tp)
     if (t == NULL)
         return;
     SSL_CTX_free(t->ctx);
+    EVP_CIPHER_free(t->aes);
     OPENSSL_cleanse(t->keys, sizeof(t->keys));
     pthread_mutex_destroy(&t->mutex);
     free(t);

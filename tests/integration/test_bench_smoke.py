@@ -1,0 +1,346 @@
+"""
+Issue 4: a smoke test of the benchmark's instrument (bench/loadgen.c and
+the two ceiling servers, bench/lineserver.c and bench/sendfile_server.c).
+
+Every mode of the load generator runs briefly against the real posternd (the
+ASan build, so that a crash under load shows here) and against the ceiling
+servers. Only correctness is checked: no errors, and the counts and byte
+totals the mailboxes imply. Nothing here is timed; timings are `make bench`.
+
+The tools are built by `make bench-tools` (part of `make test`); without
+them the tests are skipped.
+"""
+
+import json
+import os
+import shutil
+import socket
+import socketserver
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import BUILD, HAVE_IPV6, free_port, to_wire
+
+TOOLS = BUILD / "bench"
+LOADGEN = TOOLS / "loadgen"
+LINESERVER = TOOLS / "lineserver"
+SENDFILE_SERVER = TOOLS / "sendfile_server"
+OPENSSL = shutil.which("openssl")
+
+pytestmark = pytest.mark.skipif(not LOADGEN.exists(), reason=f"{LOADGEN} not built (make bench-tools)")
+
+RESULT_KEYS = {"mode", "concurrency", "tls", "duration", "sessions", "errors", "rate", "p50_ms",
+               "p99_ms", "messages", "bytes", "msgs_per_s", "mb_per_s", "resumed", "cpu_user_s",
+               "cpu_sys_s", "cpu_pct", "times_ms"}
+
+
+def run_loadgen(mode, port, *args, duration=1, warmup=0, timeout=90):
+    """Runs loadgen; returns (result object, stdout lines before it, stderr)."""
+    cmd = [str(LOADGEN), mode, "--port", str(port), "--duration", str(duration),
+           "--warmup", str(warmup), *map(str, args)]
+    p = subprocess.run(cmd, capture_output=True, timeout=timeout)
+    out = p.stdout.decode().splitlines()
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode == 0, f"{cmd}: rc={p.returncode}\n{err}"
+    assert out, f"{cmd}: no output\n{err}"
+    result = json.loads(out[-1])
+    assert set(result) == RESULT_KEYS, result
+    assert result["mode"] == mode
+    return result, out[:-1], err
+
+
+def users_file(site, n, prefix="u"):
+    """Adds n users to the site; returns loadgen's --users file."""
+    path = site.root / f"loadgen-users-{prefix}"
+    lines = []
+    for i in range(n):
+        site.add_user(f"{prefix}{i}", f"pw-{prefix}{i}")
+        lines.append(f"{prefix}{i} pw-{prefix}{i}\n")
+    path.write_text("".join(lines))
+    return path
+
+
+# ---------------------------------------------------------------------------
+# Messages: every one is WIRE_SIZE octets on the wire once un-stuffed, so
+# that the bytes loadgen counts must be exactly messages * WIRE_SIZE.
+# ---------------------------------------------------------------------------
+
+WIRE_SIZE = 300_000  # more than loadgen's read buffer: bodies span reads
+
+HEADS = [
+    # LF line ends, as Postfix writes them, and lines that need stuffing
+    b"From: a@example.org\nSubject: dots\n\n.leading dot\n..two dots\n.\n. \n",
+    # CRLF line ends
+    b"Subject: crlf\r\n\r\n.\r\nbody\r\n",
+    # mixed line ends and a bare CR (content, not a line end)
+    b"Subject: mixed\n\nbare\rcr\r\n.\n.\r\n",
+    # the first line already begins with a dot
+    b".starts with a dot\n\nbody\n",
+]
+
+
+def padded(head: bytes, last_newline=True) -> bytes:
+    """head, then many lines that need stuffing, then a last line of X
+    (ended or not), sized so that to_wire() gives WIRE_SIZE octets."""
+    room = WIRE_SIZE - len(to_wire(head)) - 2 - 100
+    filler = b"..dot\n" * (room // 7)  # 7 octets each on the wire
+    k = WIRE_SIZE - len(to_wire(head + filler)) - 2
+    msg = head + filler + b"X" * k + (b"\n" if last_newline else b"")
+    assert len(to_wire(msg)) == WIRE_SIZE
+    return msg
+
+
+MESSAGES = [padded(h, last_newline=(i != 2)) for i, h in enumerate(HEADS)]
+
+
+# ---------------------------------------------------------------------------
+# posternd
+# ---------------------------------------------------------------------------
+
+def test_login(site, start_server):
+    users = users_file(site, 4)
+    srv = start_server(max_connections_per_ip=100)
+    r, _, err = run_loadgen("login", srv.port, "--users", users, "--concurrency", 4)
+    assert r["errors"] == 0, err
+    assert r["sessions"] > 0
+    assert r["concurrency"] == 4 and r["tls"] is False
+    assert r["messages"] == 0 and r["bytes"] == 0 and r["resumed"] == 0
+
+
+def test_retr_checks_every_byte(site, start_server):
+    users = users_file(site, 2)
+    for i in range(2):
+        for m in MESSAGES:
+            site.deliver(f"u{i}", m)
+    srv = start_server(max_connections_per_ip=100)
+    r, _, err = run_loadgen("retr", srv.port, "--users", users, "--concurrency", 2)
+    assert r["errors"] == 0, err
+    assert r["messages"] > 0 and r["sessions"] > 0
+    assert r["bytes"] == r["messages"] * WIRE_SIZE
+
+
+def test_idle(site, start_server):
+    users = users_file(site, 20)
+    srv = start_server(max_connections_per_ip=100)
+    r, before, err = run_loadgen("idle", srv.port, "--users", users, "--concurrency", 20,
+                                 "--hold", 1)
+    assert [json.loads(line) for line in before] == [{"ready": True, "sessions": 20}]
+    assert r["errors"] == 0, err
+    assert r["sessions"] == 20
+    assert r["rate"] > 0  # NOOPs were answered
+
+
+def test_bigbox(site, start_server):
+    site.add_user("big", "bigpw")
+    for i in range(300):
+        site.deliver("big", b"Subject: %d\n\n.dot\nbody\n" % i)
+    users = site.root / "big-users"
+    users.write_text("big bigpw\n")
+    srv = start_server()
+    r, _, err = run_loadgen("bigbox", srv.port, "--users", users, "--count", 300)
+    assert r["errors"] == 0, err
+    assert r["sessions"] == 1 and r["messages"] == 300
+    assert set(r["times_ms"]) == {"login_stat", "list", "uidl"}
+    r, _, err = run_loadgen("bigbox", srv.port, "--users", users, "--count", 299)
+    assert r["errors"] == 1 and "expected 299" in err
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="openssl command not installed")
+def test_login_tls_and_resumption(site, start_server):
+    users = users_file(site, 2)
+    tls = site.root / "tls"
+    tls.mkdir()
+    p = subprocess.run([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "key.pem",
+                        "-out", "cert.pem", "-days", "2", "-subj", "/CN=localhost"],
+                       cwd=tls, capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    tls_port = free_port()
+    listen = f"127.0.0.1:{tls_port}, [::1]:{tls_port}" if HAVE_IPV6 else f"127.0.0.1:{tls_port}"
+    start_server(**{"tls.cert": "tls/cert.pem", "tls.key": "tls/key.pem",
+                    "server.listen_tls": listen, "max_connections_per_ip": 100})
+    r, _, err = run_loadgen("login", tls_port, "--tls", "--users", users, "--concurrency", 2)
+    assert r["errors"] == 0, err
+    assert r["sessions"] > 0 and r["tls"] is True and r["resumed"] == 0
+    r, _, err = run_loadgen("login", tls_port, "--tls", "--resume", "--users", users,
+                            "--concurrency", 2)
+    assert r["errors"] == 0, err
+    assert r["sessions"] > 0
+    # Every slot's first handshake is a full one; the later ones resume.
+    assert 0 < r["resumed"] <= r["sessions"]
+
+
+# ---------------------------------------------------------------------------
+# The ceilings
+# ---------------------------------------------------------------------------
+
+@pytest.fixture
+def tool():
+    """Factory: tool(path, *args) starts a ceiling server on a free port and
+    returns (port, its "ready" line); stopped at teardown."""
+    procs = []
+
+    def start(path, *args):
+        if not path.exists():
+            pytest.skip(f"{path} not built (make bench-tools)")
+        p = subprocess.Popen([str(path), "--port", "0", *map(str, args)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        procs.append(p)
+        line = p.stdout.readline().decode()
+        assert line.startswith("ready port="), f"{path}: {line!r} {p.stderr.read(2000)!r}"
+        fields = dict(kv.split("=") for kv in line.split()[1:])
+        return int(fields["port"]), fields
+
+    yield start
+    for p in procs:
+        assert p.poll() is None, f"{p.args[0]} died with status {p.returncode}"
+        p.terminate()
+        p.wait(10)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_lineserver(tool, threads):
+    port, _ = tool(LINESERVER, "--threads", threads)
+    r, _, err = run_loadgen("login", port, "--concurrency", 8)
+    assert r["errors"] == 0, err
+    assert r["sessions"] > 0
+
+
+def test_lineserver_answers_every_line():
+    # The protocol, checked once without loadgen: greeting, one answer per
+    # line (also for lines split across writes), QUIT in any case closes.
+    if not LINESERVER.exists():
+        pytest.skip(f"{LINESERVER} not built")
+    p = subprocess.Popen([str(LINESERVER), "--port", "0"], stdout=subprocess.PIPE)
+    try:
+        port = int(p.stdout.readline().split(b"=")[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"USER a\r\nPA")
+            time.sleep(0.05)
+            s.sendall(b"SS b\r\nqUiT\r\n")
+            got = b""
+            while chunk := s.recv(4096):
+                got += chunk
+        assert got == b"+OK\r\n" * 4
+    finally:
+        p.terminate()
+        p.wait(10)
+
+
+def test_sendfile_server(tool, tmp_path):
+    files = []
+    for i, size in enumerate([0, 1, 70_000, 1_000_003]):
+        f = tmp_path / f"f{i}"
+        f.write_bytes(os.urandom(size))
+        files.append(f)
+    port, fields = tool(SENDFILE_SERVER, *files)
+    total = int(fields["bytes"])
+    assert total == 1_070_004
+    r, _, err = run_loadgen("raw", port, "--concurrency", 4, "--count", total)
+    assert r["errors"] == 0, err
+    assert r["sessions"] > 0 and r["bytes"] > 0
+    # A connection that delivers other than --count bytes is an error.
+    r, _, _ = run_loadgen("raw", port, "--concurrency", 1, "--count", total + 1)
+    assert r["errors"] > 0 and r["sessions"] == 0
+
+
+# ---------------------------------------------------------------------------
+# The generator's own checks, against servers that misbehave on purpose
+# ---------------------------------------------------------------------------
+
+class FakePop3(socketserver.ThreadingTCPServer):
+    """A POP3 server with one message, whose LIST size can lie and whose
+    RETR answer can trickle out a byte at a time (so that every state of
+    loadgen's un-stuffer meets a read boundary)."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, message, list_delta=0, trickle=False):
+        self.wire = to_wire(message)
+        self.list_delta = list_delta
+        self.trickle = trickle
+        super().__init__(("127.0.0.1", 0), FakeHandler)
+
+
+class FakeHandler(socketserver.StreamRequestHandler):
+    def handle(self):
+        srv = self.server
+        s = self.request
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(b"+OK fake\r\n")
+        for raw in self.rfile:
+            cmd = raw.strip().upper()
+            if cmd == b"LIST":
+                s.sendall(b"+OK\r\n1 %d\r\n.\r\n" % (len(srv.wire) + srv.list_delta))
+            elif cmd == b"RETR 1":
+                stuffed = (b"\r\n" + srv.wire).replace(b"\r\n.", b"\r\n..")[2:]
+                answer = b"+OK\r\n" + stuffed + b".\r\n"
+                if srv.trickle:
+                    for i in range(len(answer)):
+                        s.sendall(answer[i:i + 1])
+                        time.sleep(0.0005)
+                else:
+                    s.sendall(answer)
+            elif cmd == b"QUIT":
+                s.sendall(b"+OK\r\n")
+                return
+            else:
+                s.sendall(b"+OK\r\n")
+
+
+@pytest.fixture
+def fake_pop3():
+    servers = []
+
+    def start(*args, **kw):
+        srv = FakePop3(*args, **kw)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+        return srv.server_address[1]
+
+    yield start
+    for srv in servers:
+        srv.shutdown()
+        srv.server_close()
+
+
+TRICKY = b".\n..\n.x\n.\r\nend.\r\n.\r\r\nlast"
+
+
+def test_unstuffer_across_read_boundaries(fake_pop3):
+    port = fake_pop3(TRICKY, trickle=True)
+    r, _, err = run_loadgen("retr", port, "--concurrency", 1)
+    assert r["errors"] == 0, err
+    assert r["messages"] > 0
+    assert r["bytes"] == r["messages"] * len(to_wire(TRICKY))
+
+
+@pytest.mark.parametrize("delta", [-1, 1])
+def test_retr_size_mismatch_is_an_error(fake_pop3, delta):
+    port = fake_pop3(TRICKY, list_delta=delta)
+    r, _, err = run_loadgen("retr", port, "--concurrency", 1)
+    assert r["errors"] > 0 and "LIST said" in err
+    assert r["messages"] == 0 and r["bytes"] == 0
+
+
+def test_silent_server_times_out():
+    # Connections are accepted by the kernel but never answered: every
+    # session must end at its deadline, and the run at its own.
+    with socket.socket() as lsock:
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(64)
+        port = lsock.getsockname()[1]
+        start = time.monotonic()
+        r, _, err = run_loadgen("login", port, "--concurrency", 2, "--timeout", 0.3, timeout=60)
+        assert time.monotonic() - start < 40
+    assert r["errors"] > 0 and r["sessions"] == 0 and "timeout" in err
+
+
+def test_refused_connections_are_errors():
+    port = free_port()
+    r, _, err = run_loadgen("login", port, "--concurrency", 2)
+    assert r["errors"] > 0 and r["sessions"] == 0
