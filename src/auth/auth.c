@@ -60,7 +60,10 @@ static bool verify_quick(struct auth *a, struct auth_request *req)
     const char *error;
     bool ok = false;
 
-    if (req->secret_len >= sizeof(req->secret) || passdb_lookup(a->db, req->user, e, &error) != 1)
+    /* Reloading a changed passwd-file is the pool's work, not an I/O
+     * thread's. */
+    if (req->secret_len >= sizeof(req->secret) || !passdb_fresh(a->db) ||
+        passdb_lookup(a->db, req->user, e, &error) != 1)
         return false;
     if (req->mech == AUTH_MECH_APOP) {
         req->secret[req->secret_len] = '\0';

@@ -64,7 +64,14 @@ static bool crypt_check(const char *stored, const char *password, size_t len)
         len = sizeof(pw) - 1; /* still hashed: the cost must not depend on the input */
     memcpy(pw, password, len);
     pw[len] = '\0';
-    const char *out = crypt_rn(pw, stored, crypt_buf, sizeof(*crypt_buf));
+    const char *out;
+    if (shacrypt(pw, strlen(pw), stored, crypt_buf->output, sizeof(crypt_buf->output))) {
+        out = crypt_buf->output;
+    } else {
+        hash_mem_enter();
+        out = crypt_rn(pw, stored, crypt_buf, sizeof(*crypt_buf));
+        hash_mem_leave();
+    }
     explicit_bzero(pw, sizeof(pw));
     if (out != NULL && out[0] != '*') {
         size_t olen = strlen(out);

@@ -31,4 +31,16 @@ bool hash_verify_apop(const char *secret, const char *timestamp, const char *dig
  * -1 with *error_r. */
 int hash_make_yescrypt(const char *password, char *out, size_t size, const char **error_r);
 
+/* hash_mem.c: around a crypt call, lets the thread keep yescrypt's memory
+ * region for its next call. */
+void hash_mem_enter(void);
+void hash_mem_leave(void);
+unsigned long hash_mem_reuses(void); /* this thread's reuses, for tests */
+
+/* shacrypt.c: $5$ and $6$ (SHA-crypt) with OpenSSL's SHA-2 code, which is
+ * faster than libxcrypt's portable one. Writes the full crypt string for
+ * password and setting into out; returns false for a setting it does not
+ * handle exactly as libxcrypt would (the caller then uses crypt(3)). */
+bool shacrypt(const char *password, size_t len, const char *setting, char *out, size_t size);
+
 #endif

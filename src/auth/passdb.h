@@ -33,6 +33,9 @@ struct passdb_vfuncs {
     int (*lookup)(struct passdb *db, const char *user, struct passdb_entry *entry_r,
                   const char **error_r);
     void (*destroy)(struct passdb *db);
+    /* Optional: true when the next lookup will not have to load the
+     * database again (cheap; a caller on an I/O thread asks first). */
+    bool (*fresh)(struct passdb *db);
 };
 
 struct passdb {
@@ -48,6 +51,11 @@ static inline int passdb_lookup(struct passdb *db, const char *user, struct pass
                                 const char **error_r)
 {
     return db->v->lookup(db, user, entry_r, error_r);
+}
+
+static inline bool passdb_fresh(struct passdb *db)
+{
+    return db->v->fresh == NULL || db->v->fresh(db);
 }
 
 static inline void passdb_destroy(struct passdb **db)

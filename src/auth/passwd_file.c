@@ -306,6 +306,20 @@ static int pwfile_lookup(struct passdb *db, const char *user, struct passdb_entr
     return ret;
 }
 
+static bool pwfile_fresh(struct passdb *db)
+{
+    struct pwfile *pf = (struct pwfile *)db;
+    struct stat st;
+    bool fresh;
+
+    if (stat(pf->path, &st) < 0)
+        return true; /* the lookup keeps what it has, without reloading */
+    pthread_rwlock_rdlock(&pf->lock);
+    fresh = same_file(&st, &pf->st);
+    pthread_rwlock_unlock(&pf->lock);
+    return fresh;
+}
+
 static void pwfile_destroy(struct passdb *db)
 {
     struct pwfile *pf = (struct pwfile *)db;
@@ -319,6 +333,7 @@ static void pwfile_destroy(struct passdb *db)
 static const struct passdb_vfuncs pwfile_vfuncs = {
     .lookup = pwfile_lookup,
     .destroy = pwfile_destroy,
+    .fresh = pwfile_fresh,
 };
 
 char *passwd_file_path(const char *spec, const char *base_dir, const char **error_r)

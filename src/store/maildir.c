@@ -27,6 +27,7 @@
 #include "lib/log.h"
 
 #define MTIME_TRUST_SECS 2
+#define QUICK_INDEX_MAX  (1024 * 1024)
 
 struct maildir_msg {
     uint32_t entry; /* index entry: base name, place, time, size */
@@ -442,6 +443,11 @@ static int snapshot(struct maildir *md, bool quick, const char **error_r)
         mtime[i] = st.st_mtim;
         trusted = trusted && now.tv_sec - st.st_mtim.tv_sec >= MTIME_TRUST_SECS;
     }
+    /* An I/O thread reads a small index only: a big mailbox's (1 MiB is
+     * about 16,000 messages) takes milliseconds, which other sessions on
+     * that thread would wait for. */
+    if (quick && (fstatat(md->dir_fd, INDEX_FILE_NAME, &st, 0) < 0 || st.st_size > QUICK_INDEX_MAX))
+        return -2;
     index_load(&md->idx, md->dir_fd);
     if (snapshot_from_index(md, mtime))
         return 0;

@@ -641,6 +641,90 @@ static void test_auth_cache(void **state)
     passdb_destroy(&db);
 }
 
+/* SHA-crypt with OpenSSL gives exactly what crypt(3) gives: random
+ * passwords (empty, long, 8-bit), salts (short, the longest, too long)
+ * and round counts, for $5$ and $6$; settings it does not handle in the
+ * canonical way are declined, never computed differently. */
+static void test_shacrypt_matches_crypt(void **state)
+{
+    static const char alphabet[] =
+        "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    struct crypt_data *cd = calloc(1, sizeof(*cd));
+    unsigned seed = 12345;
+    char pw[300], setting[128], ours[CRYPT_OUTPUT_SIZE];
+
+    (void)state;
+    assert_non_null(cd);
+    for (int i = 0; i < 600; i++) {
+        size_t plen = (size_t)(rand_r(&seed) % (i < 100 ? 300 : 40));
+        for (size_t j = 0; j < plen; j++)
+            pw[j] = (char)(1 + rand_r(&seed) % 255); /* any byte but NUL */
+        pw[plen] = '\0';
+        size_t slen = 1 + (size_t)(rand_r(&seed) % 20); /* > 16 is cut to 16 */
+        char salt[24];
+        for (size_t j = 0; j < slen; j++)
+            salt[j] = alphabet[rand_r(&seed) % 64];
+        salt[slen] = '\0';
+        const char *id = i % 2 == 0 ? "$6$" : "$5$";
+        if (i % 3 == 0)
+            snprintf(setting, sizeof(setting), "%s%s$", id, salt);
+        else
+            snprintf(setting, sizeof(setting), "%srounds=%d$%s$", id, 1000 + rand_r(&seed) % 1500,
+                     salt);
+        const char *want = crypt_rn(pw, setting, cd, sizeof(*cd));
+        assert_non_null(want);
+        assert_true(shacrypt(pw, plen, setting, ours, sizeof(ours)));
+        if (strcmp(want, ours) != 0)
+            print_error("case %d: %s != %s (setting %s, %zu bytes)\n", i, ours, want, setting,
+                        plen);
+        assert_string_equal(ours, want);
+        /* Verifying against the full hash gives the same string again. */
+        char again[CRYPT_OUTPUT_SIZE];
+        assert_true(shacrypt(pw, plen, want, again, sizeof(again)));
+        assert_string_equal(again, want);
+    }
+    /* Declined: left to crypt(3). */
+    static const char *const declined[] = {
+        "$6$rounds=999$salt$",
+        "$6$rounds=0100$salt$",
+        "$6$rounds=$salt$",
+        "$6$rounds=12x$salt$",
+        "$6$$",
+        "$6$sa*lt$",
+        "$1$salt$",
+        "$y$j9T$salt$",
+        "$6$rounds=1000000000$salt$",
+    };
+    for (size_t i = 0; i < sizeof(declined) / sizeof(declined[0]); i++)
+        assert_false(shacrypt("pw", 2, declined[i], ours, sizeof(ours)));
+    /* hash_verify takes either path to the same verdict. */
+    const char *h6 = crypt_rn("hunter2", "$6$abcdefgh$", cd, sizeof(*cd));
+    char stored[CRYPT_OUTPUT_SIZE];
+    snprintf(stored, sizeof(stored), "%s", h6);
+    assert_true(hash_verify(HASH_CRYPT, stored, "hunter2", 7));
+    assert_false(hash_verify(HASH_CRYPT, stored, "hunter3", 7));
+    free(cd);
+}
+
+/* yescrypt keeps its memory region between verifications on a thread,
+ * and the verdicts are unchanged by it. */
+static void test_yescrypt_region_reused(void **state)
+{
+    char hash[512], stored[512];
+    const char *error = NULL;
+
+    (void)state;
+    assert_int_equal(hash_make_yescrypt("correct horse", hash, sizeof(hash), &error), 0);
+    snprintf(stored, sizeof(stored), "%s", hash + strlen("{CRYPT}"));
+    unsigned long before = hash_mem_reuses();
+    for (int i = 0; i < 3; i++) {
+        assert_true(hash_verify(HASH_CRYPT, stored, "correct horse", 13));
+        assert_false(hash_verify(HASH_CRYPT, stored, "correct horsf", 13));
+    }
+    /* Six verifications: the first mapped the region, the rest reused it. */
+    assert_true(hash_mem_reuses() - before >= 5);
+}
+
 /* A database that cannot be read. */
 static int broken_lookup(struct passdb *db, const char *user, struct passdb_entry *e,
                          const char **error_r)
@@ -716,14 +800,24 @@ static void test_auth_request_async(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_line_good),          cmocka_unit_test(test_line_skipped),
-        cmocka_unit_test(test_line_bad),           cmocka_unit_test(test_passdb_lookup),
-        cmocka_unit_test(test_passdb_many_users),  cmocka_unit_test(test_passdb_reload),
-        cmocka_unit_test(test_passdb_open_errors), cmocka_unit_test(test_scheme_lookup),
-        cmocka_unit_test(test_verify_plain),       cmocka_unit_test(test_verify_crypt),
-        cmocka_unit_test(test_verify_apop),        cmocka_unit_test(test_make_yescrypt),
-        cmocka_unit_test(test_auth_verify),        cmocka_unit_test(test_auth_tempfail),
-        cmocka_unit_test(test_auth_request_async), cmocka_unit_test(test_auth_cache),
+        cmocka_unit_test(test_line_good),
+        cmocka_unit_test(test_line_skipped),
+        cmocka_unit_test(test_line_bad),
+        cmocka_unit_test(test_passdb_lookup),
+        cmocka_unit_test(test_passdb_many_users),
+        cmocka_unit_test(test_passdb_reload),
+        cmocka_unit_test(test_passdb_open_errors),
+        cmocka_unit_test(test_scheme_lookup),
+        cmocka_unit_test(test_verify_plain),
+        cmocka_unit_test(test_verify_crypt),
+        cmocka_unit_test(test_verify_apop),
+        cmocka_unit_test(test_make_yescrypt),
+        cmocka_unit_test(test_auth_verify),
+        cmocka_unit_test(test_auth_tempfail),
+        cmocka_unit_test(test_auth_request_async),
+        cmocka_unit_test(test_auth_cache),
+        cmocka_unit_test(test_shacrypt_matches_crypt),
+        cmocka_unit_test(test_yescrypt_region_reused),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
