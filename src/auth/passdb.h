@@ -23,6 +23,9 @@ struct passdb_entry {
     char home[512];
     char mail[1024]; /* per-account mail location, or "" */
     bool pop3_disabled;
+    bool mfa_required; /* extra "mfa=required": the password alone is refused */
+    char totp[128];    /* extra "totp=BASE32SECRET", or "" */
+    char scram[256];   /* extra "scram={SCRAM-SHA-256}iter,salt,stored,server", or "" */
     uint64_t generation; /* changes whenever the database is reloaded */
 };
 
@@ -77,7 +80,10 @@ struct passwd_line {
     char *hash;
     char *home; /* NULL when absent */
     char *mail; /* from extra "mail=", NULL when absent */
+    char *totp; /* from extra "totp=", NULL when absent */
+    char *scram; /* from extra "scram=", NULL when absent */
     bool pop3_disabled;
+    bool mfa_required;
 };
 int passwd_line_parse(char *line, struct passwd_line *pl, const char **error_r);
 

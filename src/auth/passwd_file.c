@@ -131,6 +131,19 @@ int passwd_line_parse(char *line, struct passwd_line *pl, const char **error_r)
             pl->pop3_disabled = true;
         } else if (strncmp(f, "mail=", 5) == 0) {
             pl->mail = f + 5;
+        } else if (strncmp(f, "totp=", 5) == 0) {
+            pl->totp = f + 5;
+        } else if (strncmp(f, "scram=", 6) == 0) {
+            pl->scram = f + 6;
+        } else if (strncmp(f, "mfa=", 4) == 0) {
+            /* Anything but a known value would silently weaken the
+             * account: refuse the line instead. */
+            if (strcmp(f + 4, "required") == 0)
+                pl->mfa_required = true;
+            else if (strcmp(f + 4, "optional") != 0) {
+                *error_r = "mfa= must be required or optional";
+                return -1;
+            }
         }
         f = sp != NULL ? sp + 1 : NULL;
     }
@@ -266,6 +279,9 @@ static void copy_entry(const struct passwd_line *pl, struct passdb_entry *e)
     str_copy(e->home, pl->home != NULL ? pl->home : "", sizeof(e->home));
     str_copy(e->mail, pl->mail != NULL ? pl->mail : "", sizeof(e->mail));
     e->pop3_disabled = pl->pop3_disabled;
+    str_copy(e->totp, pl->totp != NULL ? pl->totp : "", sizeof(e->totp));
+    str_copy(e->scram, pl->scram != NULL ? pl->scram : "", sizeof(e->scram));
+    e->mfa_required = pl->mfa_required;
 }
 
 static int pwfile_lookup(struct passdb *db, const char *user, struct passdb_entry *e,
