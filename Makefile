@@ -12,7 +12,7 @@ DESTDIR ?=
 CC      ?= gcc
 PYTHON  ?= /usr/bin/python3
 
-PKGS     := libevent_core libevent_pthreads libevent_openssl openssl inih libxcrypt
+PKGS     := libevent_core libevent_pthreads libevent_openssl openssl inih libxcrypt libqrencode
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -19,6 +19,9 @@
 int cmd_user(const struct config *cfg, int argc, char **argv);
 int cmd_deliver(const struct config *cfg, int argc, char **argv);
 int cmd_check(const struct config *cfg, const char *path);
+/* src/cli/totp.c: `postern totp ...` and `postern user mfa ...`. */
+int cmd_totp(const struct config *cfg, int argc, char **argv);
+int cmd_user_mfa(const struct config *cfg, int argc, char **argv);
 
 /* Prints "postern: <message>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

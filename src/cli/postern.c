@@ -23,6 +23,11 @@ static void usage(FILE *f)
                "  user list             list accounts\n"
                "  user disable NAME     refuse POP3 logins for the account\n"
                "  user enable NAME      allow them again\n"
+               "  user mfa NAME required|optional\n"
+               "                        require a second factor for NAME, or not\n"
+               "  totp enroll NAME [--force] [--no-qr]\n"
+               "                        new TOTP secret: prints it, its otpauth URI, a QR code\n"
+               "  totp disable NAME     remove NAME's TOTP secret\n"
                "  deliver NAME          deliver the message on stdin into NAME's Maildir\n"
                "  check                 validate the configuration and the passwd-file\n"
                "FILE defaults to $POSTERN_CONFIG, then " DEFAULT_CONFIG ".\n");
@@ -74,6 +79,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[0], "user") == 0)
         ret = cmd_user(&cfg, argc - 1, argv + 1);
+    else if (strcmp(argv[0], "totp") == 0)
+        ret = cmd_totp(&cfg, argc - 1, argv + 1);
     else if (strcmp(argv[0], "deliver") == 0)
         ret = cmd_deliver(&cfg, argc - 1, argv + 1);
     else if (strcmp(argv[0], "check") == 0 && argc == 1)

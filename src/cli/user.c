@@ -20,163 +20,9 @@
 #include "auth/hash.h"
 #include "auth/passdb.h"
 #include "cli/cli.h"
+#include "cli/pwfile.h"
 
 #define PASSWORD_MIN 8
-
-struct pwfile_edit {
-    char *path;
-    int lock_fd;
-    char **lines; /* without '\n' */
-    size_t n, cap;
-    struct stat st;
-    bool existed;
-};
-
-static void edit_free(struct pwfile_edit *pe)
-{
-    for (size_t i = 0; i < pe->n; i++)
-        free(pe->lines[i]);
-    free(pe->lines);
-    free(pe->path);
-    if (pe->lock_fd >= 0)
-        close(pe->lock_fd); /* releases the lock */
-}
-
-static int add_line(struct pwfile_edit *pe, char *line)
-{
-    if (pe->n == pe->cap) {
-        size_t cap = pe->cap == 0 ? 64 : pe->cap * 2;
-        char **l = realloc(pe->lines, cap * sizeof(*l));
-        if (l == NULL)
-            return -1;
-        pe->lines = l;
-        pe->cap = cap;
-    }
-    pe->lines[pe->n++] = line;
-    return 0;
-}
-
-/* Locks and reads the passwd-file (a missing one counts as empty). */
-static int edit_open(const struct config *cfg, struct pwfile_edit *pe)
-{
-    const char *error;
-    char lock_path[4200];
-    FILE *f;
-
-    memset(pe, 0, sizeof(*pe));
-    pe->lock_fd = -1;
-    pe->path = passwd_file_path(cfg->passdb, cfg->dir, &error);
-    if (pe->path == NULL) {
-        cli_error("%s: %s", config_where(cfg, "auth", "passdb"), error);
-        return EXIT_CONFIG;
-    }
-    snprintf(lock_path, sizeof(lock_path), "%s.lock", pe->path);
-    pe->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (pe->lock_fd < 0 || flock(pe->lock_fd, LOCK_EX) < 0) {
-        cli_error("cannot lock %s: %s", lock_path, strerror(errno));
-        return EXIT_TEMPFAIL;
-    }
-    f = fopen(pe->path, "re");
-    if (f == NULL) {
-        if (errno != ENOENT) {
-            cli_error("cannot read %s: %s", pe->path, strerror(errno));
-            return EXIT_IOERR;
-        }
-        return 0;
-    }
-    pe->existed = fstat(fileno(f), &pe->st) == 0;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    while ((len = getline(&line, &cap, f)) >= 0) {
-        if (len > 0 && line[len - 1] == '\n')
-            line[--len] = '\0';
-        if (add_line(pe, line) < 0) {
-            free(line);
-            fclose(f);
-            cli_error("out of memory");
-            return EXIT_SOFTWARE;
-        }
-        line = NULL;
-        cap = 0;
-    }
-    free(line);
-    bool bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        cli_error("cannot read %s", pe->path);
-        return EXIT_IOERR;
-    }
-    return 0;
-}
-
-static int edit_commit(struct pwfile_edit *pe)
-{
-    char tmp[4200], dir[4200];
-    int fd;
-
-    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", pe->path, (int)getpid());
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        cli_error("cannot create %s: %s", tmp, strerror(errno));
-        return EXIT_CANTCREAT;
-    }
-    /* The new file gets the old one's owner and mode (the server's user
-     * must still be able to read it). */
-    if (pe->existed) {
-        if (fchown(fd, pe->st.st_uid, pe->st.st_gid) < 0) {
-            /* Not root: the file stays ours, which is who edits it anyway. */
-        }
-        fchmod(fd, pe->st.st_mode & 07777);
-    }
-    FILE *f = fdopen(fd, "w");
-    if (f == NULL) {
-        close(fd);
-        unlink(tmp);
-        cli_error("out of memory");
-        return EXIT_SOFTWARE;
-    }
-    for (size_t i = 0; i < pe->n; i++) {
-        if (pe->lines[i] != NULL)
-            fprintf(f, "%s\n", pe->lines[i]);
-    }
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0 || ferror(f)) {
-        fclose(f);
-        unlink(tmp);
-        cli_error("cannot write %s: %s", tmp, strerror(errno));
-        return EXIT_IOERR;
-    }
-    fclose(f);
-    if (rename(tmp, pe->path) < 0) {
-        unlink(tmp);
-        cli_error("cannot replace %s: %s", pe->path, strerror(errno));
-        return EXIT_IOERR;
-    }
-    snprintf(dir, sizeof(dir), "%s", pe->path);
-    char *slash = strrchr(dir, '/');
-    if (slash != NULL) {
-        *slash = '\0';
-        int dfd = open(dir[0] != '\0' ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-    }
-    return 0;
-}
-
-/* Index of the line for user name, or -1. */
-static ssize_t find_user(const struct pwfile_edit *pe, const char *name)
-{
-    size_t len = strlen(name);
-
-    for (size_t i = 0; i < pe->n; i++) {
-        const char *l = pe->lines[i];
-        if (l != NULL && strncmp(l, name, len) == 0 && (l[len] == ':' || l[len] == '\0'))
-            return (ssize_t)i;
-    }
-    return -1;
-}
 
 /* New names are kept to characters that are safe in paths, logs and
  * addresses; existing lines may use anything the passwd-file allows. */
@@ -277,49 +123,6 @@ static int make_hash(const char *name, char *hash, size_t size)
     return ret;
 }
 
-/* Splits a line into its 7 colon fields and the rest (extra fields, which
- * may contain colons themselves). Returns the number of fields present. */
-static int split_fields(char *line, char *f[8])
-{
-    int n = 0;
-    char *p = line;
-
-    memset(f, 0, 8 * sizeof(*f));
-    while (p != NULL && n < 8) {
-        f[n++] = p;
-        if (n == 8)
-            break;
-        char *colon = strchr(p, ':');
-        if (colon != NULL)
-            *colon++ = '\0';
-        p = colon;
-    }
-    return n;
-}
-
-static char *join_fields(char *f[8])
-{
-    int last = 7;
-    size_t len = 0;
-
-    while (last > 1 && (f[last] == NULL || f[last][0] == '\0'))
-        last--;
-    for (int i = 0; i <= last; i++)
-        len += (f[i] != NULL ? strlen(f[i]) : 0) + 1;
-    char *out = malloc(len + 1), *o = out;
-    if (out == NULL)
-        return NULL;
-    for (int i = 0; i <= last; i++) {
-        if (i > 0)
-            *o++ = ':';
-        size_t l = f[i] != NULL ? strlen(f[i]) : 0;
-        memcpy(o, f[i] != NULL ? f[i] : "", l);
-        o += l;
-    }
-    *o = '\0';
-    return out;
-}
-
 /* Rewrites the extra fields without pop3=/nologin, adding pop3=no if asked. */
 static char *set_disabled(const char *line, bool disabled)
 {
@@ -328,7 +131,7 @@ static char *set_disabled(const char *line, bool disabled)
 
     if (copy == NULL)
         return NULL;
-    split_fields(copy, f);
+    pwfile_split_fields(copy, f);
     extra[0] = '\0';
     for (char *t = f[7] != NULL ? strtok(f[7], " ") : NULL; t != NULL; t = strtok(NULL, " ")) {
         if (strncmp(t, "pop3=", 5) == 0 || strcmp(t, "nologin") == 0)
@@ -343,7 +146,7 @@ static char *set_disabled(const char *line, bool disabled)
     if (disabled)
         snprintf(extra + used, sizeof(extra) - used, "%spop3=no", used > 0 ? " " : "");
     f[7] = extra;
-    char *out = join_fields(f);
+    char *out = pwfile_join_fields(f);
     free(copy);
     return out;
 }
@@ -354,9 +157,9 @@ static char *set_password(const char *line, const char *hash)
 
     if (copy == NULL)
         return NULL;
-    split_fields(copy, f);
+    pwfile_split_fields(copy, f);
     f[1] = (char *)hash;
-    char *out = join_fields(f);
+    char *out = pwfile_join_fields(f);
     free(copy);
     return out;
 }
@@ -364,10 +167,10 @@ static char *set_password(const char *line, const char *hash)
 static int user_list(const struct config *cfg)
 {
     struct pwfile_edit pe;
-    int ret = edit_open(cfg, &pe);
+    int ret = pwfile_edit_open(cfg, &pe);
 
     if (ret != 0) {
-        edit_free(&pe);
+        pwfile_edit_free(&pe);
         return ret;
     }
     for (size_t i = 0; i < pe.n; i++) {
@@ -385,7 +188,7 @@ static int user_list(const struct config *cfg)
         }
         free(copy);
     }
-    edit_free(&pe);
+    pwfile_edit_free(&pe);
     return 0;
 }
 
@@ -399,10 +202,13 @@ int cmd_user(const struct config *cfg, int argc, char **argv)
 
     if (strcmp(verb, "list") == 0 && argc == 1)
         return user_list(cfg);
+    if (strcmp(verb, "mfa") == 0)
+        return cmd_user_mfa(cfg, argc - 1, argv + 1);
     if (argc != 2 ||
         (strcmp(verb, "add") != 0 && strcmp(verb, "passwd") != 0 && strcmp(verb, "del") != 0 &&
          strcmp(verb, "disable") != 0 && strcmp(verb, "enable") != 0)) {
-        cli_error("usage: postern user add|passwd|del|disable|enable NAME, or user list");
+        cli_error("usage: postern user add|passwd|del|disable|enable NAME, user list, "
+                  "or user mfa NAME required|optional");
         return EXIT_USAGE;
     }
     if (strcmp(verb, "add") == 0 && !valid_new_name(name)) {
@@ -416,10 +222,10 @@ int cmd_user(const struct config *cfg, int argc, char **argv)
         if (ret != 0)
             return ret;
     }
-    ret = edit_open(cfg, &pe);
+    ret = pwfile_edit_open(cfg, &pe);
     if (ret != 0)
         goto out;
-    ssize_t i = find_user(&pe, name);
+    ssize_t i = pwfile_find_user(&pe, name);
     if (strcmp(verb, "add") == 0) {
         if (i >= 0) {
             cli_error("user %s exists already", name);
@@ -427,7 +233,7 @@ int cmd_user(const struct config *cfg, int argc, char **argv)
             goto out;
         }
         char *line = malloc(strlen(name) + strlen(hash) + 2);
-        if (line == NULL || add_line(&pe, line) < 0) {
+        if (line == NULL || pwfile_add_line(&pe, line) < 0) {
             free(line);
             ret = EXIT_SOFTWARE;
             goto out;
@@ -452,11 +258,11 @@ int cmd_user(const struct config *cfg, int argc, char **argv)
         free(pe.lines[i]);
         pe.lines[i] = line; /* NULL: deleted */
     }
-    ret = edit_commit(&pe);
+    ret = pwfile_edit_commit(&pe);
     if (ret == 0 && strcmp(verb, "del") == 0)
         printf("user %s removed; the mailbox is kept\n", name);
 out:
     explicit_bzero(hash, sizeof(hash));
-    edit_free(&pe);
+    pwfile_edit_free(&pe);
     return ret;
 }
