@@ -19,6 +19,9 @@
 int cmd_user(const struct config *cfg, int argc, char **argv);
 int cmd_deliver(const struct config *cfg, int argc, char **argv);
 int cmd_check(const struct config *cfg, const char *path);
+int cmd_app_password(const struct config *cfg, int argc, char **argv);
+/* Removes every app password of name (for `user del`). */
+int cli_apppass_remove_user(const struct config *cfg, const char *name);
 
 /* Prints "postern: <message>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

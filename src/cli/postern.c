@@ -23,6 +23,12 @@ static void usage(FILE *f)
                "  user list             list accounts\n"
                "  user disable NAME     refuse POP3 logins for the account\n"
                "  user enable NAME      allow them again\n"
+               "  app-password add NAME LABEL\n"
+               "                        a new app password for one mail client, shown once\n"
+               "  app-password list NAME\n"
+               "                        its app passwords: label, created, last used\n"
+               "  app-password revoke NAME LABEL\n"
+               "                        revoke one\n"
                "  deliver NAME          deliver the message on stdin into NAME's Maildir\n"
                "  check                 validate the configuration and the passwd-file\n"
                "FILE defaults to $POSTERN_CONFIG, then " DEFAULT_CONFIG ".\n");
@@ -74,6 +80,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[0], "user") == 0)
         ret = cmd_user(&cfg, argc - 1, argv + 1);
+    else if (strcmp(argv[0], "app-password") == 0)
+        ret = cmd_app_password(&cfg, argc - 1, argv + 1);
     else if (strcmp(argv[0], "deliver") == 0)
         ret = cmd_deliver(&cfg, argc - 1, argv + 1);
     else if (strcmp(argv[0], "check") == 0 && argc == 1)
