@@ -22,6 +22,9 @@ int cmd_check(const struct config *cfg, const char *path);
 /* src/cli/totp.c: `postern totp ...` and `postern user mfa ...`. */
 int cmd_totp(const struct config *cfg, int argc, char **argv);
 int cmd_user_mfa(const struct config *cfg, int argc, char **argv);
+int cmd_app_password(const struct config *cfg, int argc, char **argv);
+/* Removes every app password of name (for `user del`). */
+int cli_apppass_remove_user(const struct config *cfg, const char *name);
 
 /* Prints "postern: <message>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -28,6 +28,12 @@ static void usage(FILE *f)
                "  totp enroll NAME [--force] [--no-qr]\n"
                "                        new TOTP secret: prints it, its otpauth URI, a QR code\n"
                "  totp disable NAME     remove NAME's TOTP secret\n"
+               "  app-password add NAME LABEL\n"
+               "                        a new app password for one mail client, shown once\n"
+               "  app-password list NAME\n"
+               "                        its app passwords: label, created, last used\n"
+               "  app-password revoke NAME LABEL\n"
+               "                        revoke one\n"
                "  deliver NAME          deliver the message on stdin into NAME's Maildir\n"
                "  check                 validate the configuration and the passwd-file\n"
                "FILE defaults to $POSTERN_CONFIG, then " DEFAULT_CONFIG ".\n");
@@ -81,6 +87,8 @@ int main(int argc, char **argv)
         ret = cmd_user(&cfg, argc - 1, argv + 1);
     else if (strcmp(argv[0], "totp") == 0)
         ret = cmd_totp(&cfg, argc - 1, argv + 1);
+    else if (strcmp(argv[0], "app-password") == 0)
+        ret = cmd_app_password(&cfg, argc - 1, argv + 1);
     else if (strcmp(argv[0], "deliver") == 0)
         ret = cmd_deliver(&cfg, argc - 1, argv + 1);
     else if (strcmp(argv[0], "check") == 0 && argc == 1)

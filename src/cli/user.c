@@ -261,6 +261,10 @@ int cmd_user(const struct config *cfg, int argc, char **argv)
     ret = pwfile_edit_commit(&pe);
     if (ret == 0 && strcmp(verb, "del") == 0)
         printf("user %s removed; the mailbox is kept\n", name);
+    /* An app password must not outlive its account (nor pass to a new
+     * account of the same name). */
+    if (ret == 0 && strcmp(verb, "del") == 0)
+        ret = cli_apppass_remove_user(cfg, name);
 out:
     explicit_bzero(hash, sizeof(hash));
     pwfile_edit_free(&pe);
