@@ -12,9 +12,12 @@ DESTDIR ?=
 CC      ?= gcc
 PYTHON  ?= /usr/bin/python3
 
-PKGS     := libevent_core libevent_pthreads libevent_openssl openssl inih libxcrypt libqrencode
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKGS     := libevent_core libevent_pthreads libevent_openssl openssl inih libxcrypt libargon2
+# The password policy and QR codes are the CLI's alone: the server does not load them.
+CLI_PKGS := pwquality libqrencode
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(CLI_PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CLI_LIBS   := $(shell pkg-config --libs $(CLI_PKGS) 2>/dev/null)
 
 WARN     := -std=c17 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wno-missing-field-initializers
@@ -70,11 +73,11 @@ obj = $(patsubst %.c,build/$(1)/%.o,$(2))
 build/posternd: $(call obj,release,$(DAEMON_SRC))
 	$(CC) $(LDFLAGS_RELEASE) -o $@ $^ $(PKG_LIBS) -lpthread
 build/postern: $(call obj,release,$(CLI_SRC))
-	$(CC) $(LDFLAGS_RELEASE) -o $@ $^ $(PKG_LIBS) -lpthread
+	$(CC) $(LDFLAGS_RELEASE) -o $@ $^ $(PKG_LIBS) $(CLI_LIBS) -lpthread
 build/asan/posternd: $(call obj,asan,$(DAEMON_SRC))
 	$(CC) $(LDFLAGS_ASAN) -o $@ $^ $(PKG_LIBS) -lpthread
 build/asan/postern: $(call obj,asan,$(CLI_SRC))
-	$(CC) $(LDFLAGS_ASAN) -o $@ $^ $(PKG_LIBS) -lpthread
+	$(CC) $(LDFLAGS_ASAN) -o $@ $^ $(PKG_LIBS) $(CLI_LIBS) -lpthread
 
 asan: build/asan/posternd build/asan/postern
 

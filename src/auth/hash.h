@@ -8,12 +8,17 @@
 
 enum hash_scheme {
     HASH_UNKNOWN = 0,
-    HASH_CRYPT, /* any crypt(3) string: yescrypt, bcrypt, sha512-crypt, ... */
-    HASH_PLAIN, /* the password itself (needed by APOP) */
+    HASH_CRYPT,    /* any crypt(3) string: yescrypt, bcrypt, sha512-crypt, ... */
+    HASH_PLAIN,    /* the password itself (needed by APOP) */
+    HASH_ARGON2ID, /* "$argon2id$v=19$m=...,t=...,p=...$salt$hash" (libargon2) */
+    HASH_SCRAM,    /* SCRAM-SHA-256 keys, "ITER,SALT,STOREDKEY,SERVERKEY" (scram.h) */
 };
 
 /* Scheme from its name ("SHA512-CRYPT", "PLAIN", ...), case-insensitive. */
 enum hash_scheme hash_scheme_lookup(const char *name, size_t len);
+
+/* The name `postern user list` shows: "CRYPT", "PLAIN", "ARGON2ID", ... */
+const char *hash_scheme_name(enum hash_scheme scheme);
 
 /* Constant-time as far as the scheme allows. password need not be
  * NUL-terminated. */
@@ -30,6 +35,23 @@ bool hash_verify_apop(const char *secret, const char *timestamp, const char *dig
  * with the {CRYPT} name so that Dovecot reads the same file. Returns 0, or
  * -1 with *error_r. */
 int hash_make_yescrypt(const char *password, char *out, size_t size, const char **error_r);
+
+/* Parameters of new hashes (see hash_make). */
+#define HASH_ARGON2ID_M_KIB 19456
+#define HASH_ARGON2ID_T     2
+#define HASH_ARGON2ID_P     1
+#define HASH_BLF_COST       10
+#define HASH_SCRAM_ITER     10000
+
+/*
+ * "{SCHEME}..." for a new password, with a fresh salt. scheme_name is
+ * case-insensitive: YESCRYPT (the default when NULL; written {CRYPT}$y$),
+ * SHA512-CRYPT, BLF-CRYPT, ARGON2ID, SCRAM-SHA-256 or PLAIN. A PLAIN
+ * password cannot contain ':' (the field separator). Returns 0, or -1
+ * with *error_r.
+ */
+int hash_make(const char *scheme_name, const char *password, char *out, size_t size,
+              const char **error_r);
 
 /* hash_mem.c: around a crypt call, lets the thread keep yescrypt's memory
  * region for its next call. */

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth/scram.h"
 #include "lib/log.h"
 #include "lib/str.h"
 
@@ -51,6 +52,15 @@ static char *next_field(char **p)
         *p = NULL;
     }
     return start;
+}
+
+static bool scram_valid(const char *s, const char **error_r)
+{
+    struct scram_keys keys;
+    bool ok = scram_keys_parse(s, &keys, error_r) == 0;
+
+    explicit_bzero(&keys, sizeof(keys));
+    return ok;
 }
 
 int passwd_line_parse(char *line, struct passwd_line *pl, const char **error_r)
@@ -108,6 +118,14 @@ int passwd_line_parse(char *line, struct passwd_line *pl, const char **error_r)
         *error_r = "crypt hash must start with '$' (yescrypt, bcrypt, sha512-crypt, ...)";
         return -1;
     }
+    if (pl->scheme == HASH_ARGON2ID && strncmp(pl->hash, "$argon2id$", 10) != 0) {
+        *error_r = "ARGON2ID hash must start with '$argon2id$'";
+        return -1;
+    }
+    /* SCRAM keys are checked now, so that `postern check` names a broken
+     * line instead of the login failing later. */
+    if (pl->scheme == HASH_SCRAM && !scram_valid(pl->hash, error_r))
+        return -1;
     (void)next_field(&p); /* uid */
     (void)next_field(&p); /* gid */
     (void)next_field(&p); /* gecos */
@@ -134,7 +152,20 @@ int passwd_line_parse(char *line, struct passwd_line *pl, const char **error_r)
         } else if (strncmp(f, "totp=", 5) == 0) {
             pl->totp = f + 5;
         } else if (strncmp(f, "scram=", 6) == 0) {
+            static _Thread_local char err[160];
+            const char *error;
             pl->scram = f + 6;
+            /* Only the prefixed form: a bare value could be mistaken for
+             * another scheme's by whoever reads the file next. */
+            if (strncmp(pl->scram, "{SCRAM-SHA-256}", 15) != 0) {
+                *error_r = "scram= must be {SCRAM-SHA-256}ITER,SALT,STOREDKEY,SERVERKEY";
+                return -1;
+            }
+            if (!scram_valid(pl->scram, &error)) {
+                snprintf(err, sizeof(err), "scram=: %s", error);
+                *error_r = err;
+                return -1;
+            }
         } else if (strncmp(f, "mfa=", 4) == 0) {
             /* Anything but a known value would silently weaken the
              * account: refuse the line instead. */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "auth/passdb.h"
+#include "auth/scram.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -55,11 +56,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             unsigned char c = (unsigned char)pl.user[i];
             check(c > 0x20 && c != 0x7f && c != '/' && c != ':', "bad user name byte");
         }
-        check(pl.scheme == HASH_CRYPT || pl.scheme == HASH_PLAIN, "bad scheme");
+        check(pl.scheme == HASH_CRYPT || pl.scheme == HASH_PLAIN || pl.scheme == HASH_ARGON2ID ||
+                  pl.scheme == HASH_SCRAM,
+              "bad scheme");
         check(pl.hash[0] != '\0', "empty password accepted");
         check(strchr(pl.hash, ':') == NULL, "':' in the password field");
         if (pl.scheme == HASH_CRYPT)
             check(pl.hash[0] == '$', "crypt hash without '$'");
+        if (pl.scheme == HASH_ARGON2ID)
+            check(strncmp(pl.hash, "$argon2id$", 10) == 0, "argon2id hash without its prefix");
+        if (pl.scheme == HASH_SCRAM || pl.scram != NULL) {
+            struct scram_keys k;
+            check(scram_keys_parse(pl.scheme == HASH_SCRAM ? pl.hash : pl.scram, &k, &error) == 0,
+                  "SCRAM keys accepted that do not parse");
+        }
+        if (pl.scram != NULL)
+            check(inside(pl.scram, buf, size) && strncmp(pl.scram, "{SCRAM-SHA-256}", 15) == 0,
+                  "bad scram=");
         if (pl.home != NULL)
             check(inside(pl.home, buf, size) && pl.home[0] != '\0', "bad home");
         if (pl.mail != NULL)

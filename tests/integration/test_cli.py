@@ -3,6 +3,9 @@ The `postern` tool: accounts in the passwd-file and Maildir delivery,
 checked through the real server where that is what matters.
 """
 
+import base64
+import hashlib
+import hmac
 import os
 import stat
 import subprocess
@@ -64,7 +67,7 @@ def test_user_add_refuses_duplicates_bad_names_and_weak_passwords(cli_site):
     p = run(cli_site, "user", "add", "dave", stdin=b"another long pw\n")
     assert p.returncode == 65 and b"exists" in p.stderr
     p = run(cli_site, "user", "add", "eve", stdin=b"short\n")
-    assert p.returncode == 65 and b"shorter than 8" in p.stderr
+    assert p.returncode == 65 and b"shorter than 12" in p.stderr
     p = run(cli_site, "user", "add", "frank", stdin=b"frank\n")
     assert p.returncode == 65
     p = run(cli_site, "user", "add", "frank", stdin=b"")
@@ -202,6 +205,10 @@ def test_usage_errors(cli_site):
     assert run(cli_site, "frobnicate").returncode == 64
     assert run(cli_site, "user", "add").returncode == 64
     assert run(cli_site, "user", "list", "extra").returncode == 64
+    assert run(cli_site, "user", "add", "x", "y", stdin=b"long enough pw\n").returncode == 64
+    assert run(cli_site, "user", "add", "x", "--bogus", stdin=b"long enough pw\n").returncode == 64
+    assert run(cli_site, "user", "add", "x", "--scheme").returncode == 64
+    assert run(cli_site, "user", "del", "x", "--scram").returncode == 64
 
 
 def test_check_loads_the_tls_certificate(cli_site):
@@ -223,3 +230,180 @@ def test_check_loads_the_tls_certificate(cli_site):
     p = run(cli_site, "check")
     assert p.returncode == 78
     assert b"[tls] cert: cannot load certificate" in p.stderr, p.stderr
+
+
+# --- password schemes, SCRAM keys and the password policy ---
+
+SCHEMES = {
+    "yescrypt": "{CRYPT}$y$",
+    "sha512-crypt": "{SHA512-CRYPT}$6$",
+    "blf-crypt": "{BLF-CRYPT}$2y$10$",
+    "argon2id": "{ARGON2ID}$argon2id$v=19$m=19456,t=2,p=1$",
+    "scram-sha-256": "{SCRAM-SHA-256}10000,",
+    "plain": "{PLAIN}",
+}
+
+
+def user_line(site, name):
+    return [l for l in users_text(site).splitlines() if l.split(":")[0] == name][0]
+
+
+def scram_field(line):
+    extra = line.split(":", 7)[7] if line.count(":") >= 7 else ""
+    found = [f[len("scram="):] for f in extra.split(" ") if f.startswith("scram=")]
+    assert len(found) <= 1, line
+    return found[0] if found else None
+
+
+def scram_keys_match(value, password):
+    """True when Dovecot-format SCRAM-SHA-256 keys belong to password
+    (RFC 5802: SaltedPassword, ClientKey, StoredKey, ServerKey)."""
+    assert value.startswith("{SCRAM-SHA-256}"), value
+    it, salt, stored, server = value[len("{SCRAM-SHA-256}"):].split(",")
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(it))
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    return (base64.b64decode(stored) == hashlib.sha256(client_key).digest()
+            and base64.b64decode(server) == server_key)
+
+
+def test_scheme_each_value_stores_and_logs_in(cli_site, start_server):
+    passwords = {}
+    for i, (scheme, prefix) in enumerate(SCHEMES.items()):
+        name, pw = f"s{i}", f"Quiet meadow {i} {scheme}"
+        args = ["user", "add", name, "--scheme", scheme] if i % 2 else \
+               ["user", "add", f"--scheme={scheme.upper()}", name]
+        p = run(cli_site, *args, stdin=pw.encode() + b"\n")
+        assert p.returncode == 0, (scheme, p.stderr)
+        line = user_line(cli_site, name)
+        assert line.startswith(f"{name}:{prefix}"), line
+        assert scram_field(line) is None
+        if scheme == "plain":
+            assert line == f"{name}:{{PLAIN}}{pw}"
+            assert b"warning" in p.stderr and b"PLAIN" in p.stderr
+        else:
+            assert pw not in users_text(cli_site)
+            assert p.stderr == b""
+        if scheme == "scram-sha-256":
+            assert scram_keys_match(line.split(":")[1], pw)
+        passwords[name] = pw
+    listing = run(cli_site, "user", "list").stdout.decode().splitlines()
+    got = {l.split()[0]: l.split()[1] for l in listing}
+    assert got == {"s0": "CRYPT", "s1": "CRYPT", "s2": "CRYPT", "s3": "ARGON2ID",
+                   "s4": "SCRAM-SHA-256", "s5": "PLAIN"}
+    # The server takes every one of them with USER/PASS, and only the right password.
+    srv = start_server()
+    for name, pw in passwords.items():
+        c = srv.client()
+        c.login(name, pw)
+        c.quit()
+        c = srv.client()
+        c.ok(f"USER {name}")
+        assert c.cmd(f"PASS {pw}x").startswith("-ERR [AUTH]"), name
+        c.close()
+
+
+def test_unknown_scheme_and_plain_colon_refused(cli_site):
+    p = run(cli_site, "user", "add", "kim", "--scheme", "md5-crypt", stdin=b"Quiet meadow 42\n")
+    assert p.returncode == 64
+    assert b"unknown scheme \"md5-crypt\"" in p.stderr and b"argon2id" in p.stderr
+    p = run(cli_site, "user", "add", "kim", "--scheme", "plain", stdin=b"Quiet:meadow:42\n")
+    assert p.returncode == 65 and b"cannot contain ':'" in p.stderr
+    assert "kim" not in users_text(cli_site)
+
+
+def test_scram_option_writes_the_field(cli_site, start_server):
+    pw = "Velvet thunder 77"
+    p = run(cli_site, "user", "add", "liz", "--scram", stdin=pw.encode() + b"\n")
+    assert p.returncode == 0, p.stderr
+    line = user_line(cli_site, "liz")
+    assert line.startswith("liz:{CRYPT}$y$") and "::::::scram={SCRAM-SHA-256}10000," in line, line
+    keys = scram_field(line)
+    salt = base64.b64decode(keys.split(",")[1])
+    assert len(salt) == 16
+    assert scram_keys_match(keys, pw)
+    assert not scram_keys_match(keys, pw + "x")
+    # With another scheme too; and the file still reads for the server.
+    p = run(cli_site, "user", "add", "max", "--scram", "--scheme", "argon2id",
+            stdin=b"Velvet thunder 78\n")
+    assert p.returncode == 0, p.stderr
+    line = user_line(cli_site, "max")
+    assert line.startswith("max:{ARGON2ID}$argon2id$") and scram_keys_match(scram_field(line),
+                                                                            "Velvet thunder 78")
+    listing = run(cli_site, "user", "list").stdout.decode()
+    assert any(l.split() == ["liz", "CRYPT", "enabled", "scram"] for l in listing.splitlines())
+    assert run(cli_site, "check").returncode == 0
+    srv = start_server()
+    c = srv.client()
+    c.login("liz", pw)
+    c.quit()
+
+
+def test_policy_refusals_say_why(cli_site):
+    cases = [
+        (b"Short one\n", b"shorter than 12 characters"),
+        (b"understanding\n", b"dictionary word"),
+        (b"Responsibilities\n", b"dictionary word"),
+        (b"xx-nina-nina-xx\n", b"user name"),
+    ]
+    for stdin, why in cases:
+        p = run(cli_site, "user", "add", "nina", stdin=stdin)
+        assert p.returncode == 65, (stdin, p.stderr)
+        assert b"password refused: " in p.stderr and why in p.stderr, (stdin, p.stderr)
+    assert "nina" not in users_text(cli_site)
+    # The same policy for passwd; a refused change leaves the line as it was.
+    assert run(cli_site, "user", "add", "nina", stdin=b"Copper kettle 19\n").returncode == 0
+    before = users_text(cli_site)
+    for stdin, why in cases:
+        p = run(cli_site, "user", "passwd", "nina", stdin=stdin)
+        assert p.returncode == 65 and why in p.stderr, (stdin, p.stderr)
+    assert users_text(cli_site) == before
+
+
+def test_passwd_regenerates_scram(cli_site, start_server):
+    assert run(cli_site, "user", "add", "oscar", "--scram",
+               stdin=b"Amber lantern 01\n").returncode == 0
+    assert run(cli_site, "user", "disable", "oscar").returncode == 0
+    old = scram_field(user_line(cli_site, "oscar"))
+
+    # No option: the keys follow the password (old keys would keep the old one working).
+    assert run(cli_site, "user", "passwd", "oscar", stdin=b"Amber lantern 02\n").returncode == 0
+    line = user_line(cli_site, "oscar")
+    new = scram_field(line)
+    assert new is not None and new != old
+    assert scram_keys_match(new, "Amber lantern 02") and not scram_keys_match(new, "Amber lantern 01")
+    assert line.split(":", 7)[7] == "pop3=no scram=" + new, line
+    assert line.startswith("oscar:{CRYPT}$y$")
+
+    # --no-scram removes them, other extra fields stay.
+    assert run(cli_site, "user", "passwd", "oscar", "--no-scram",
+               stdin=b"Amber lantern 03\n").returncode == 0
+    line = user_line(cli_site, "oscar")
+    assert scram_field(line) is None and line.endswith("::::::pop3=no"), line
+    # Without keys, passwd adds none ...
+    assert run(cli_site, "user", "passwd", "oscar", stdin=b"Amber lantern 04\n").returncode == 0
+    assert scram_field(user_line(cli_site, "oscar")) is None
+    # ... unless asked.
+    assert run(cli_site, "user", "passwd", "oscar", "--scram", "--scheme", "sha512-crypt",
+               stdin=b"Amber lantern 05\n").returncode == 0
+    line = user_line(cli_site, "oscar")
+    assert line.startswith("oscar:{SHA512-CRYPT}$6$")
+    assert scram_keys_match(scram_field(line), "Amber lantern 05")
+
+    # Keys as the password itself: no second copy; the next passwd keeps SCRAM working.
+    assert run(cli_site, "user", "passwd", "oscar", "--scheme", "scram-sha-256",
+               stdin=b"Amber lantern 06\n").returncode == 0
+    line = user_line(cli_site, "oscar")
+    assert scram_field(line) is None and scram_keys_match(line.split(":")[1], "Amber lantern 06")
+    assert run(cli_site, "user", "passwd", "oscar", stdin=b"Amber lantern 07\n").returncode == 0
+    line = user_line(cli_site, "oscar")
+    assert line.startswith("oscar:{CRYPT}$y$")
+    assert scram_keys_match(scram_field(line), "Amber lantern 07")
+
+    assert run(cli_site, "user", "enable", "oscar").returncode == 0
+    srv = start_server()
+    c = srv.client()
+    c.ok("USER oscar")
+    assert c.cmd("PASS Amber lantern 06").startswith("-ERR [AUTH]")
+    c.login("oscar", "Amber lantern 07")
+    c.quit()

@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include <argon2.h>
 #include <crypt.h>
 #include <ftw.h>
 #include <stdatomic.h>
@@ -23,10 +24,19 @@
 #include "auth/auth.h"
 #include "auth/hash.h"
 #include "auth/passdb.h"
+#include "auth/scram.h"
 #include "lib/pool.h"
 
 #define RFC_TS     "<1896.697170952@dbc.mtview.ca.us>"
 #define RFC_DIGEST "c4c9334bac560ecc979e58001b3e22fb"
+/* RFC 7677's keys for "pencil", in Dovecot's {SCRAM-SHA-256} format. */
+#define SCRAM_PENCIL                                                                               \
+    "4096,W22ZaJ0SNY7soEsUEjb6gQ==,WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=,"                  \
+    "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="
+/* The reference implementation's argon2id test vector (Argon2 test.c):
+ * "password", salt "somesalt", t=2, m=65536, p=1. */
+#define ARGON2ID_VECTOR                                                                            \
+    "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc"
 
 /* --- passwd_line_parse --- */
 
@@ -62,6 +72,15 @@ static void test_line_good(void **state)
         {"hal@example.org:{PLAIN}pw", "hal@example.org", "pw", NULL, NULL, HASH_PLAIN, false},
         /* A PLAIN password may hold what a hash would not. */
         {"ivan:{PLAIN}p w{}$", "ivan", "p w{}$", NULL, NULL, HASH_PLAIN, false},
+        {"ann:{ARGON2ID}" ARGON2ID_VECTOR, "ann", ARGON2ID_VECTOR, NULL, NULL, HASH_ARGON2ID,
+         false},
+        {"ann:{argon2id}" ARGON2ID_VECTOR ":1:2", "ann", ARGON2ID_VECTOR, NULL, NULL, HASH_ARGON2ID,
+         false},
+        {"sam:{SCRAM-SHA-256}" SCRAM_PENCIL, "sam", SCRAM_PENCIL, NULL, NULL, HASH_SCRAM, false},
+        {"sam:{scram-sha-256}" SCRAM_PENCIL "::::::pop3=no", "sam", SCRAM_PENCIL, NULL, NULL,
+         HASH_SCRAM, true},
+        {"tom:{CRYPT}$y$j9T$a$b::::::scram={SCRAM-SHA-256}" SCRAM_PENCIL " pop3=yes", "tom",
+         "$y$j9T$a$b", NULL, NULL, HASH_CRYPT, false},
     };
 
     (void)state;
@@ -85,6 +104,10 @@ static void test_line_good(void **state)
         else
             assert_string_equal(pl.mail, cases[i].mail);
         assert_int_equal(pl.pop3_disabled, cases[i].disabled);
+        if (strstr(cases[i].line, "scram=") != NULL)
+            assert_string_equal(pl.scram, "{SCRAM-SHA-256}" SCRAM_PENCIL);
+        else
+            assert_null(pl.scram);
         free(line);
     }
 }
@@ -130,6 +153,21 @@ static void test_line_bad(void **state)
         {"alice:{CRYPT}plaintext", crypt_err},
         {"alice:{PLAIN}x:::::: pop3=maybe", "pop3= must be yes or no"},
         {"alice:{PLAIN}x::::::pop3=", "pop3= must be yes or no"},
+        {"ann:{ARGON2ID}$argon2i$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$CTFh",
+         "ARGON2ID hash must start with '$argon2id$'"},
+        {"ann:{ARGON2ID}argon2id", "ARGON2ID hash must start with '$argon2id$'"},
+        {"sam:{SCRAM-SHA-256}pencil",
+         "SCRAM keys must be 4 comma-separated fields: ITER,SALT,STOREDKEY,SERVERKEY"},
+        {"sam:{SCRAM-SHA-256}1000,W22ZaJ0SNY7soEsUEjb6gQ==,"
+         "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=,"
+         "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
+         "SCRAM iteration count must be a number from 4096 to 2147483647"},
+        {"tom:{PLAIN}x::::::scram=" SCRAM_PENCIL,
+         "scram= must be {SCRAM-SHA-256}ITER,SALT,STOREDKEY,SERVERKEY"},
+        {"tom:{PLAIN}x::::::scram={SCRAM-SHA-256}4096,a,b,c",
+         "scram=: SCRAM salt must be base64 of 1 to 64 bytes"},
+        {"tom:{PLAIN}x:::::: scram={SCRAM-SHA-256}" SCRAM_PENCIL "x",
+         "scram=: SCRAM ServerKey must be base64 of 32 bytes"},
     };
 
     (void)state;
@@ -379,6 +417,116 @@ static void test_scheme_lookup(void **state)
     assert_int_equal(hash_scheme_lookup("PLAINX", 6), HASH_UNKNOWN);
     assert_int_equal(hash_scheme_lookup("", 0), HASH_UNKNOWN);
     assert_int_equal(hash_scheme_lookup("SHA1", 4), HASH_UNKNOWN);
+    assert_int_equal(hash_scheme_lookup("ARGON2ID", 8), HASH_ARGON2ID);
+    assert_int_equal(hash_scheme_lookup("argon2id", 8), HASH_ARGON2ID);
+    assert_int_equal(hash_scheme_lookup("ARGON2I", 7), HASH_UNKNOWN);
+    assert_int_equal(hash_scheme_lookup("SCRAM-SHA-256", 13), HASH_SCRAM);
+    assert_int_equal(hash_scheme_lookup("SCRAM-SHA-1", 11), HASH_UNKNOWN);
+    assert_string_equal(hash_scheme_name(HASH_CRYPT), "CRYPT");
+    assert_string_equal(hash_scheme_name(HASH_PLAIN), "PLAIN");
+    assert_string_equal(hash_scheme_name(HASH_ARGON2ID), "ARGON2ID");
+    assert_string_equal(hash_scheme_name(HASH_SCRAM), "SCRAM-SHA-256");
+}
+
+static void test_verify_argon2id(void **state)
+{
+    char h[256];
+    const char *const other = "$argon2i$v=19$m=1024,t=2,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+
+    (void)state;
+    /* The reference vector, as Dovecot and libsodium write it. */
+    assert_true(hash_verify(HASH_ARGON2ID, ARGON2ID_VECTOR, "password", 8));
+    assert_false(hash_verify(HASH_ARGON2ID, ARGON2ID_VECTOR, "Password", 8));
+    assert_false(hash_verify(HASH_ARGON2ID, ARGON2ID_VECTOR, "passwor", 7));
+    /* One made here, small enough to be quick. */
+    assert_int_equal(
+        argon2id_hash_encoded(2, 1024, 1, "hunter2", 7, "saltsaltsalt", 12, 32, h, sizeof(h)),
+        ARGON2_OK);
+    assert_memory_equal(h, "$argon2id$v=19$m=1024,t=2,p=1$", 30);
+    assert_true(hash_verify(HASH_ARGON2ID, h, "hunter2", 7));
+    assert_true(hash_verify(HASH_ARGON2ID, h, "hunter2 and more", 7));
+    assert_false(hash_verify(HASH_ARGON2ID, h, "hunter3", 7));
+    assert_false(hash_verify(HASH_ARGON2ID, h, "", 0));
+    assert_false(hash_verify(HASH_CRYPT, h, "hunter2", 7));
+    assert_false(hash_verify(HASH_PLAIN, h, "hunter2", 7));
+    size_t n = strlen(h);
+    h[n - 2] = h[n - 2] == 'A' ? 'B' : 'A';
+    assert_false(hash_verify(HASH_ARGON2ID, h, "hunter2", 7));
+    h[n - 10] = '\0';
+    assert_false(hash_verify(HASH_ARGON2ID, h, "hunter2", 7));
+    /* Only argon2id, and nothing that is not an argon2 string. */
+    assert_false(hash_verify(HASH_ARGON2ID, other, "x", 1));
+    assert_false(hash_verify(HASH_ARGON2ID, "", "", 0));
+    assert_false(hash_verify(HASH_ARGON2ID, "$argon2id$", "", 0));
+}
+
+static void test_verify_scram(void **state)
+{
+    (void)state;
+    /* USER/PASS against an account stored only as SCRAM keys. */
+    assert_true(hash_verify(HASH_SCRAM, SCRAM_PENCIL, "pencil", 6));
+    assert_true(hash_verify(HASH_SCRAM, "{SCRAM-SHA-256}" SCRAM_PENCIL, "pencil", 6));
+    assert_false(hash_verify(HASH_SCRAM, SCRAM_PENCIL, "pencil2", 7));
+    assert_false(hash_verify(HASH_SCRAM, SCRAM_PENCIL, "pencil", 5));
+    assert_false(hash_verify(HASH_SCRAM, SCRAM_PENCIL, "", 0));
+    assert_false(hash_verify(HASH_PLAIN, SCRAM_PENCIL, "pencil", 6));
+    assert_false(hash_verify(HASH_SCRAM, "4096,x", "pencil", 6));
+    assert_false(hash_verify(HASH_SCRAM, "", "", 0));
+}
+
+/* Every scheme `postern user --scheme` offers: the prefix it writes, and
+ * that the line parser and hash_verify take it back. */
+static void test_hash_make(void **state)
+{
+    static const struct {
+        const char *name, *prefix;
+        enum hash_scheme scheme;
+    } cases[] = {
+        {NULL, "{CRYPT}$y$", HASH_CRYPT},
+        {"yescrypt", "{CRYPT}$y$", HASH_CRYPT},
+        {"SHA512-CRYPT", "{SHA512-CRYPT}$6$", HASH_CRYPT},
+        {"blf-crypt", "{BLF-CRYPT}$2y$10$", HASH_CRYPT},
+        {"Argon2id", "{ARGON2ID}$argon2id$v=19$m=19456,t=2,p=1$", HASH_ARGON2ID},
+        {"scram-sha-256", "{SCRAM-SHA-256}10000,", HASH_SCRAM},
+        {"plain", "{PLAIN}correct horse", HASH_PLAIN},
+    };
+    char out[512], line[600];
+    const char *error = NULL;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(hash_make(cases[i].name, "correct horse", out, sizeof(out), &error), 0);
+        if (strncmp(out, cases[i].prefix, strlen(cases[i].prefix)) != 0)
+            print_error("%s: %s\n", cases[i].name != NULL ? cases[i].name : "default", out);
+        assert_memory_equal(out, cases[i].prefix, strlen(cases[i].prefix));
+        assert_null(strstr(out, ":"));
+        snprintf(line, sizeof(line), "alice:%s:::::", out);
+        struct passwd_line pl;
+        assert_int_equal(passwd_line_parse(line, &pl, &error), 1);
+        assert_int_equal(pl.scheme, cases[i].scheme);
+        assert_true(hash_verify(pl.scheme, pl.hash, "correct horse", 13));
+        assert_false(hash_verify(pl.scheme, pl.hash, "correct horsE", 13));
+        /* A fresh salt each time (PLAIN has none). */
+        char again[512];
+        assert_int_equal(hash_make(cases[i].name, "correct horse", again, sizeof(again), &error),
+                         0);
+        if (cases[i].scheme != HASH_PLAIN)
+            assert_string_not_equal(out, again);
+    }
+    error = NULL;
+    assert_int_equal(hash_make("md5-crypt", "x", out, sizeof(out), &error), -1);
+    assert_non_null(strstr(error, "unknown scheme"));
+    assert_int_equal(hash_make("", "x", out, sizeof(out), &error), -1);
+    assert_int_equal(hash_make("plain", "a:b", out, sizeof(out), &error), -1);
+    assert_non_null(strstr(error, "':'"));
+    /* Too small a buffer, for each kind of maker. */
+    static const char *const names[] = {"yescrypt", "blf-crypt", "argon2id", "scram-sha-256",
+                                        "plain"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        error = NULL;
+        assert_int_equal(hash_make(names[i], "correct horse", out, 20, &error), -1);
+        assert_non_null(error);
+    }
 }
 
 static void test_verify_plain(void **state)
@@ -725,6 +873,46 @@ static void test_yescrypt_region_reused(void **state)
     assert_true(hash_mem_reuses() - before >= 5);
 }
 
+/* Accounts stored as ARGON2ID, as SCRAM keys only, and as yescrypt with
+ * scram=: USER/PASS works for each, APOP for none. */
+static void test_auth_verify_new_schemes(void **state)
+{
+    char text[2048], argon[256], yes[256];
+    const char *error = NULL;
+
+    (void)state;
+    assert_int_equal(argon2id_hash_encoded(2, 1024, 1, "argon pass", 10, "0123456789abcdef", 16, 32,
+                                           argon, sizeof(argon)),
+                     ARGON2_OK);
+    assert_int_equal(hash_make_yescrypt("yes pass", yes, sizeof(yes), &error), 0);
+    snprintf(text, sizeof(text),
+             "ann:{ARGON2ID}%s\n"
+             "sam:{SCRAM-SHA-256}" SCRAM_PENCIL "\n"
+             "tom:%s::::::scram={SCRAM-SHA-256}" SCRAM_PENCIL "\n",
+             argon, yes);
+    write_file("schemes", text);
+    struct passdb *db = passdb_open("passwd-file:schemes", tmpdir, NULL, &error);
+    assert_non_null(db);
+    struct auth *a = auth_new(db, NULL, NULL);
+    verify(a, AUTH_MECH_PASSWORD, "ann", "argon pass", AUTH_OK, NULL);
+    verify(a, AUTH_MECH_PASSWORD, "ann", "argon pasS", AUTH_FAIL, "bad password");
+    verify(a, AUTH_MECH_PASSWORD, "sam", "pencil", AUTH_OK, NULL);
+    verify(a, AUTH_MECH_PASSWORD, "sam", "pencils", AUTH_FAIL, "bad password");
+    verify(a, AUTH_MECH_PASSWORD, "tom", "yes pass", AUTH_OK, NULL);
+    /* The SCRAM keys are for SCRAM; the password is the password field's. */
+    verify(a, AUTH_MECH_PASSWORD, "tom", "pencil", AUTH_FAIL, "bad password");
+    verify(a, AUTH_MECH_APOP, "ann", RFC_DIGEST, AUTH_FAIL, "APOP needs a PLAIN secret");
+    verify(a, AUTH_MECH_APOP, "sam", RFC_DIGEST, AUTH_FAIL, "APOP needs a PLAIN secret");
+    struct passdb_entry e;
+    assert_int_equal(passdb_lookup(db, "tom", &e, &error), 1);
+    assert_string_equal(e.scram, "{SCRAM-SHA-256}" SCRAM_PENCIL);
+    assert_int_equal(passdb_lookup(db, "sam", &e, &error), 1);
+    assert_int_equal(e.scheme, HASH_SCRAM);
+    assert_string_equal(e.hash, SCRAM_PENCIL);
+    auth_free(&a);
+    passdb_destroy(&db);
+}
+
 /* A database that cannot be read. */
 static int broken_lookup(struct passdb *db, const char *user, struct passdb_entry *e,
                          const char **error_r)
@@ -811,6 +999,10 @@ int main(void)
         cmocka_unit_test(test_verify_plain),
         cmocka_unit_test(test_verify_crypt),
         cmocka_unit_test(test_verify_apop),
+        cmocka_unit_test(test_verify_argon2id),
+        cmocka_unit_test(test_verify_scram),
+        cmocka_unit_test(test_hash_make),
+        cmocka_unit_test(test_auth_verify_new_schemes),
         cmocka_unit_test(test_make_yescrypt),
         cmocka_unit_test(test_auth_verify),
         cmocka_unit_test(test_auth_tempfail),
