@@ -32,7 +32,7 @@ CFLAGS_ASAN := $(WARN) -O1 -g $(SAN) -fPIE
 LDFLAGS_ASAN := $(SAN) -pie
 
 LIB_SRC  := $(wildcard src/lib/*.c)
-POP3_SRC := $(wildcard src/pop3/*.c)
+POP3_SRC := $(wildcard src/pop3/*.c src/pop3/sasl/*.c)
 STORE_SRC := $(wildcard src/store/*.c)
 AUTH_SRC := $(wildcard src/auth/*.c)
 GUARD_SRC := $(wildcard src/guard/*.c)
@@ -106,7 +106,7 @@ build/fuzz/%: tests/fuzz/fuzz_%.c $(CORE_SRC) $(UNIT_MOCKS) $(wildcard src/*/*.h
 	@mkdir -p build/fuzz
 	clang $(FUZZ_CFLAGS) -Itests/unit -o $@ $(filter %.c,$^) $(PKG_LIBS) -lpthread
 
-FUZZ_SMOKE_SECONDS ?= 10
+FUZZ_SMOKE_SECONDS ?= 6
 FUZZ_SECONDS ?= 300
 fuzz-smoke:
 	@if command -v clang >/dev/null; then \

@@ -25,8 +25,12 @@
 #include "lib/pool.h"
 
 enum auth_mech {
-    AUTH_MECH_PASSWORD, /* USER/PASS */
-    AUTH_MECH_APOP,
+    AUTH_MECH_PASSWORD,    /* USER/PASS, PLAIN, LOGIN: may be an app password, or
+                              the password followed by a TOTP code */
+    AUTH_MECH_APOP,        /* secret: the hex digest */
+    AUTH_MECH_SCRAM_SALT,  /* fills scram_salt and scram_iter */
+    AUTH_MECH_SCRAM_PROOF, /* secret: the AuthMessage; fills scram_sig */
+    AUTH_MECH_BEARER,      /* secret: the token; user may be "" and is filled */
 };
 
 enum auth_status {
@@ -36,7 +40,10 @@ enum auth_status {
     AUTH_TEMPFAIL, /* the database could not be read */
 };
 
-#define AUTH_SECRET_MAX 1024
+/* Bearer tokens are the longest secrets. */
+#define AUTH_SECRET_MAX 8200
+/* Passwords (and APOP digests) are refused from this length on. */
+#define AUTH_PASSWORD_MAX 1024
 
 struct auth_request {
     struct pool_job job; /* must stay first */
@@ -46,6 +53,14 @@ struct auth_request {
     char secret[AUTH_SECRET_MAX]; /* wiped when verified */
     size_t secret_len;
     const char *apop_timestamp; /* for AUTH_MECH_APOP; must outlive the request */
+    unsigned char scram_proof[32];
+    /* Filled for SCRAM. */
+    char scram_salt[96]; /* base64 */
+    unsigned scram_iter;
+    unsigned char scram_sig[32];
+    /* The factor that succeeded, for the audit log: "password",
+     * "password+totp", "app-password:LABEL", "token". */
+    char factor[64];
     void (*callback)(struct auth_request *req);
     void *ctx;
     /* Filled before the callback. */
@@ -59,9 +74,23 @@ struct auth_request {
 
 struct auth;
 struct auth_cache;
+struct apppass;
+struct jwks;
+struct totp_replay;
 
 /* cache may be NULL (no cache); auth_free() does not free it. */
 struct auth *auth_new(struct passdb *db, struct pool *pool, struct auth_cache *cache);
+
+/* The second factors and tokens. Every member may be NULL: no app
+ * passwords, TOTP codes checked for replay in memory only, bearer tokens
+ * refused. auth_free() frees none of them. */
+struct auth_settings {
+    struct apppass *apppass;
+    struct totp_replay *totp;
+    struct jwks *jwks;
+    const char *jwt_issuer, *jwt_audience, *jwt_user_claim;
+};
+void auth_configure(struct auth *a, const struct auth_settings *set);
 void auth_free(struct auth **a);
 /* Takes the request; the callback will be called exactly once. */
 void auth_request(struct auth *a, struct auth_request *req);

@@ -24,6 +24,7 @@
 
 #include "auth/json.h"
 #include "auth/jwt-private.h"
+#include "lib/base64.h"
 
 #define RSA_MIN_BITS 2048
 #define RSA_MAX_BITS 8192 /* a bigger key makes each verification slow */
@@ -32,17 +33,7 @@
 
 int jwt_b64url_value(unsigned char c)
 {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
+    return b64_value(c, true);
 }
 
 bool jwt_b64url_decode(const char *in, size_t len, unsigned char *out, size_t *out_len_r)

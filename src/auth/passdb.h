@@ -23,9 +23,9 @@ struct passdb_entry {
     char home[512];
     char mail[1024]; /* per-account mail location, or "" */
     bool pop3_disabled;
-    bool mfa_required; /* extra "mfa=required": the password alone is refused */
-    char totp[128];    /* extra "totp=BASE32SECRET", or "" */
-    char scram[256];   /* extra "scram={SCRAM-SHA-256}iter,salt,stored,server", or "" */
+    bool mfa_required;   /* extra "mfa=required": the password alone is refused */
+    char totp[128];      /* extra "totp=BASE32SECRET", or "" */
+    char scram[256];     /* extra "scram={SCRAM-SHA-256}iter,salt,stored,server", or "" */
     uint64_t generation; /* changes whenever the database is reloaded */
 };
 
@@ -78,9 +78,9 @@ struct passwd_line {
     char *user;
     enum hash_scheme scheme;
     char *hash;
-    char *home; /* NULL when absent */
-    char *mail; /* from extra "mail=", NULL when absent */
-    char *totp; /* from extra "totp=", NULL when absent */
+    char *home;  /* NULL when absent */
+    char *mail;  /* from extra "mail=", NULL when absent */
+    char *totp;  /* from extra "totp=", NULL when absent */
     char *scram; /* from extra "scram=", NULL when absent */
     bool pop3_disabled;
     bool mfa_required;

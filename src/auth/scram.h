@@ -12,6 +12,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* The base64 the keys are written in (also used by the SASL code). */
+#include "lib/base64.h"
+
 #define SCRAM_KEY_LEN  32
 #define SCRAM_SALT_MAX 64
 
@@ -54,13 +57,5 @@ bool scram_verify_password(const struct scram_keys *k, const char *password, siz
 bool scram_verify_proof(const struct scram_keys *k, const char *auth_message, size_t len,
                         const unsigned char proof[SCRAM_KEY_LEN],
                         unsigned char server_sig_r[SCRAM_KEY_LEN]);
-
-/* Standard base64 (RFC 4648 section 4). Decoding requires the padding and
- * refuses anything else: other characters, whitespace, misplaced '=',
- * non-zero unused bits (so each byte string has one encoding). Returns
- * the number of bytes, or -1 on invalid input or when size is too small. */
-int b64_decode(const char *in, size_t len, unsigned char *out, size_t size);
-/* NUL-terminates; returns the length, 0 if there is no room. */
-size_t b64_encode(const unsigned char *in, size_t len, char *out, size_t size);
 
 #endif

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "auth/passdb.h"
+#include "auth/jwt.h"
 #include "cli/cli.h"
 #include "lib/log.h"
 #include "net/tls.h"
@@ -191,6 +192,19 @@ int cmd_check(const struct config *cfg, const char *path)
             ret = EXIT_CONFIG;
         }
         tls_free(&tls);
+    }
+    /* The keys the server would load for bearer tokens. */
+    if (cfg->oauth_jwks != NULL) {
+        struct jwks *keys = jwks_load(cfg->oauth_jwks, &error);
+        size_t skipped = 0;
+        if (keys == NULL) {
+            cli_error("%s: %s", config_where(cfg, "oauth", "jwks"), error);
+            ret = EXIT_CONFIG;
+        } else if (jwks_count(keys, &skipped) > 0 && skipped > 0) {
+            cli_error("%s: %zu key%s of unsupported type or use skipped",
+                      config_where(cfg, "oauth", "jwks"), skipped, skipped == 1 ? "" : "s");
+        }
+        jwks_free(&keys);
     }
     if (ret == 0)
         printf("%s: OK\n", cfg->path);

@@ -12,8 +12,9 @@
 #include <openssl/ssl.h>
 
 #include "lib/str.h"
+#include "pop3/pop3.h"
 
-enum key_type { T_STR, T_PATH, T_UINT, T_BOOL, T_LISTEN, T_LOG, T_TEXT, T_TLS_VERSION };
+enum key_type { T_STR, T_PATH, T_UINT, T_BOOL, T_LISTEN, T_LOG, T_TEXT, T_TLS_VERSION, T_MECHS };
 
 struct key {
     const char *section;
@@ -39,6 +40,11 @@ static const struct key keys[] = {
     {"auth", "cache_ttl", T_UINT, OFF(auth_cache_ttl), 1, MAX_TIMEOUT, false},
     {"auth", "require_tls", T_BOOL, OFF(require_tls), 0, 0, false},
     {"auth", "allow_plaintext_loopback", T_BOOL, OFF(allow_plaintext_loopback), 0, 0, false},
+    {"auth", "mechanisms", T_MECHS, OFF(sasl_mechs), 0, 0, false},
+    {"oauth", "jwks", T_PATH, OFF(oauth_jwks), 0, 0, false},
+    {"oauth", "issuer", T_STR, OFF(oauth_issuer), 0, 0, false},
+    {"oauth", "audience", T_STR, OFF(oauth_audience), 0, 0, false},
+    {"oauth", "user_claim", T_STR, OFF(oauth_user_claim), 0, 0, false},
     {"tls", "cert", T_PATH, OFF(tls_cert), 0, 0, false},
     {"tls", "key", T_PATH, OFF(tls_key), 0, 0, false},
     {"tls", "ca", T_PATH, OFF(tls_ca), 0, 0, false},
@@ -291,6 +297,29 @@ static int handler(void *user, const char *section, const char *name, const char
             return 0;
         }
         return 1;
+    case T_MECHS: {
+        unsigned bits = 0;
+        for (const char *v = value; *v != '\0';) {
+            size_t n = strcspn(v, " ,\t");
+            if (n > 0) {
+                int m = pop3_mech_lookup(v, n);
+                if (m < 0) {
+                    char word[64];
+                    snprintf(word, sizeof(word), "%.*s", (int)(n < 40 ? n : 40), v);
+                    fail(p, section, name,
+                         "unknown mechanism \"%s\" (PLAIN, LOGIN, SCRAM-SHA-256, "
+                         "SCRAM-SHA-256-PLUS, OAUTHBEARER, XOAUTH2)",
+                         word);
+                    return 0;
+                }
+                bits |= POP3_MECH_BIT(m);
+            }
+            v += n;
+            v += strspn(v, " ,\t");
+        }
+        *(unsigned *)field = bits;
+        return 1;
+    }
     case T_BOOL:
         if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 || strcmp(value, "1") == 0)
             *(bool *)field = true;
@@ -322,6 +351,30 @@ static void check_combinations(struct parse_ctx *p)
     bool cert = cfg->tls_cert != NULL, key = cfg->tls_key != NULL;
 
 #define AT(section, name) (p->line = cfg->key_line[key_index(section, name)])
+    unsigned bearer = POP3_MECH_BIT(POP3_MECH_OAUTHBEARER) | POP3_MECH_BIT(POP3_MECH_XOAUTH2);
+    unsigned mi = key_index("auth", "mechanisms");
+    if (cfg->oauth_jwks == NULL) {
+        /* Bearer mechanisms are offered only with keys to check tokens. */
+        if (p->seen[mi] && (cfg->sasl_mechs & bearer) != 0) {
+            AT("auth", "mechanisms");
+            fail(p, "auth", "mechanisms", "%s", "OAUTHBEARER and XOAUTH2 need [oauth] jwks");
+        } else if (cfg->oauth_issuer != NULL || cfg->oauth_audience != NULL ||
+                   cfg->oauth_user_claim != NULL) {
+            const char *k = cfg->oauth_issuer != NULL     ? "issuer"
+                            : cfg->oauth_audience != NULL ? "audience"
+                                                          : "user_claim";
+            AT("oauth", k);
+            fail(p, "oauth", k, "%s", "needs [oauth] jwks");
+        }
+        if (!p->seen[mi])
+            cfg->sasl_mechs &= ~bearer;
+    } else if (cfg->oauth_issuer == NULL || cfg->oauth_audience == NULL) {
+        /* Without both, a token another service obtained for itself
+         * would open mailboxes here. */
+        AT("oauth", "jwks");
+        fail(p, "oauth", "jwks", "%s",
+             cfg->oauth_issuer == NULL ? "needs [oauth] issuer too" : "needs [oauth] audience too");
+    }
     if (cert != key) {
         AT("tls", cert ? "cert" : "key");
         fail(p, "tls", cert ? "cert" : "key", "%s",
@@ -416,6 +469,9 @@ int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
     cfg->auth_cache = true;
     cfg->auth_cache_ttl = DEFAULT_AUTH_CACHE_TTL;
     cfg->tls_min_version = TLS1_2_VERSION;
+    /* Every mechanism: the bearer ones drop out below unless [oauth] is
+     * configured. */
+    cfg->sasl_mechs = DEFAULT_SASL_MECHS;
 
     char *text = read_file(cfg->path, &p.len, err, errlen);
     if (text == NULL) {

@@ -35,6 +35,13 @@ struct config {
     unsigned auth_cache_ttl;       /* seconds */
     bool require_tls;              /* default yes */
     bool allow_plaintext_loopback; /* default no */
+    unsigned sasl_mechs;           /* POP3_MECH_BIT()s; "mechanisms" */
+
+    /* [oauth]: bearer tokens (JWT) checked against local keys */
+    char *oauth_jwks;
+    char *oauth_issuer;
+    char *oauth_audience;
+    char *oauth_user_claim; /* NULL: "email" */
 
     /* [tls]: all NULL when TLS is not configured */
     char *tls_cert;

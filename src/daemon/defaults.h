@@ -19,6 +19,9 @@
 /* Like Dovecot's auth_cache_ttl; the cache is emptied in effect whenever
  * the passwd-file changes. */
 #define DEFAULT_AUTH_CACHE_TTL 3600
+/* PLAIN, LOGIN, SCRAM-SHA-256(-PLUS), OAUTHBEARER, XOAUTH2: bits 2-7 of
+ * enum pop3_mech. */
+#define DEFAULT_SASL_MECHS     0xfcu
 #define AUTH_CACHE_MAX_ENTRIES 100000
 
 /* Descriptors per logged-in session (socket, mailbox lock, Maildir

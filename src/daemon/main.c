@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,10 @@
 
 #include <event2/event.h>
 
+#include "auth/apppass.h"
 #include "auth/auth.h"
+#include "auth/jwt.h"
+#include "auth/totp.h"
 #include "daemon/config.h"
 #include "guard/audit.h"
 #include "guard/guard.h"
@@ -113,6 +117,45 @@ static void raise_fd_limit(unsigned max_connections)
         log_warn("max_connections = %u needs about %llu file descriptors, but the limit is "
                  "%llu: raise it (LimitNOFILE= in systemd) or lower max_connections",
                  max_connections, (unsigned long long)need, (unsigned long long)rl.rlim_cur);
+}
+
+/*
+ * App passwords (state_dir/app-passwords), TOTP replay memory
+ * (state_dir/totp/) and the keys of bearer tokens. A JWKS that cannot be
+ * loaded stops start-up: running without it would refuse every token
+ * with no sign why.
+ */
+static int configure_auth(const struct config *cfg, struct auth *auth, struct auth_settings *set)
+{
+    const char *error;
+    char *path = apppass_file_path(cfg->state_dir);
+    char totp_dir[PATH_MAX];
+
+    set->apppass = path != NULL ? apppass_open(path) : NULL;
+    free(path);
+    snprintf(totp_dir, sizeof(totp_dir), "%s/totp", cfg->state_dir);
+    set->totp = totp_replay_new(totp_dir);
+    if (set->apppass == NULL || set->totp == NULL) {
+        log_error("%s: cannot set up app passwords or %s: %s",
+                  config_where(cfg, "server", "state_dir"), totp_dir, strerror(errno));
+        return -1;
+    }
+    if (cfg->oauth_jwks != NULL) {
+        set->jwks = jwks_load(cfg->oauth_jwks, &error);
+        if (set->jwks == NULL) {
+            log_error("%s: %s", config_where(cfg, "oauth", "jwks"), error);
+            return -1;
+        }
+        size_t skipped = 0;
+        if (jwks_count(set->jwks, &skipped) > 0 && skipped > 0)
+            log_warn("%s: %zu key%s of unsupported type or use skipped",
+                     config_where(cfg, "oauth", "jwks"), skipped, skipped == 1 ? "" : "s");
+        set->jwt_issuer = cfg->oauth_issuer;
+        set->jwt_audience = cfg->oauth_audience;
+        set->jwt_user_claim = cfg->oauth_user_claim;
+    }
+    auth_configure(auth, set);
+    return 0;
 }
 
 static unsigned cpu_count(void)
@@ -215,6 +258,7 @@ int main(int argc, char **argv)
         .tls = tls,
         .require_tls = cfg.require_tls,
         .allow_plaintext_loopback = cfg.allow_plaintext_loopback,
+        .sasl_mechs = cfg.sasl_mechs,
     };
     struct server *srv = guard != NULL ? server_new(&ns, &error) : NULL;
     if (srv == NULL) {
@@ -244,6 +288,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit(cfg.max_connections);
 
+    struct auth_settings second = {0};
     struct pool *pool = pool_new(cpu_count(), &error);
     struct auth_cache *cache = NULL;
     if (cfg.auth_cache &&
@@ -255,6 +300,8 @@ int main(int argc, char **argv)
         log_error("cannot start: %s", pool == NULL ? error : "out of memory");
         goto out_pool;
     }
+    if (configure_auth(&cfg, auth, &second) < 0)
+        goto out_pool;
     if (server_start(srv, auth, pool, &error) < 0) {
         log_error("cannot start: %s", error);
         goto out_pool;
@@ -282,6 +329,9 @@ out_pool:
     if (base != NULL)
         event_base_free(base);
     auth_free(&auth);
+    apppass_close(&second.apppass);
+    totp_replay_free(second.totp);
+    jwks_free(&second.jwks);
     pool_destroy(&pool);
     auth_cache_free(&cache);
 out_srv:

@@ -21,6 +21,7 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 
 #include "guard/audit.h"
@@ -109,6 +110,22 @@ static void io_commit(void *ctx, size_t used)
 
 static void job_auth_done(struct auth_request *req);
 
+static enum auth_mech auth_mech_for(const struct pop3_auth_req *r)
+{
+    switch (r->mech) {
+    case POP3_MECH_APOP:
+        return AUTH_MECH_APOP;
+    case POP3_MECH_SCRAM:
+    case POP3_MECH_SCRAM_PLUS:
+        return r->step == POP3_STEP_SCRAM_SALT ? AUTH_MECH_SCRAM_SALT : AUTH_MECH_SCRAM_PROOF;
+    case POP3_MECH_OAUTHBEARER:
+    case POP3_MECH_XOAUTH2:
+        return AUTH_MECH_BEARER;
+    default:
+        return AUTH_MECH_PASSWORD;
+    }
+}
+
 static void io_auth(void *ctx, const struct pop3_auth_req *r)
 {
     struct conn *c = ctx;
@@ -119,19 +136,47 @@ static void io_auth(void *ctx, const struct pop3_auth_req *r)
         return;
     }
     job->conn = c;
-    job->req.mech = r->mech == POP3_MECH_APOP ? AUTH_MECH_APOP : AUTH_MECH_PASSWORD;
-    c->mech = r->mech == POP3_MECH_APOP ? "APOP" : "USER";
+    job->req.mech = auth_mech_for(r);
+    c->mech = pop3_mech_name(r->mech);
     snprintf(job->req.user, sizeof(job->req.user), "%s", r->user);
     /* An oversized secret still goes to the pool (and fails there) so it
      * costs the same time as any other failure. */
     job->req.secret_len = r->secret_len;
-    memcpy(job->req.secret, r->secret,
-           r->secret_len < sizeof(job->req.secret) ? r->secret_len : sizeof(job->req.secret));
+    if (r->secret_len > 0)
+        memcpy(job->req.secret, r->secret,
+               r->secret_len < sizeof(job->req.secret) ? r->secret_len : sizeof(job->req.secret));
+    if (r->proof != NULL)
+        memcpy(job->req.scram_proof, r->proof, sizeof(job->req.scram_proof));
     job->req.apop_timestamp = c->apop_ts;
     job->req.callback = job_auth_done;
     c->job = job;
     c->in_pool = true;
     auth_request(c->w->srv->set.auth, &job->req);
+}
+
+static void io_random(void *ctx, void *buf, size_t size)
+{
+    (void)ctx;
+    /* A SCRAM nonce only has to be unpredictable; should OpenSSL fail,
+     * the exchange still cannot succeed with a guessed one because the
+     * proof covers it, so the fallback is no weaker than a refusal. */
+    if (RAND_bytes(buf, (int)size) != 1)
+        memset(buf, 0, size);
+}
+
+static int io_channel_binding(void *ctx, unsigned char out[32])
+{
+    struct conn *c = ctx;
+
+    if (!c->tls || c->handshaking)
+        return -1;
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    /* RFC 9266: tls-exporter is defined for TLS 1.3 only. */
+    if (ssl == NULL || SSL_version(ssl) != TLS1_3_VERSION)
+        return -1;
+    static const char label[] = "EXPORTER-Channel-Binding";
+    return SSL_export_keying_material(ssl, out, 32, label, sizeof(label) - 1, NULL, 0, 1) == 1 ? 0
+                                                                                               : -1;
 }
 
 /* Ends the connection once the reply queued last has been sent. */
@@ -212,6 +257,8 @@ static const struct pop3_io conn_io = {
     .close = io_close,
     .event = io_event,
     .starttls = io_starttls,
+    .random = io_random,
+    .channel_binding = io_channel_binding,
 };
 
 /* --- login round trip --- */
@@ -280,6 +327,11 @@ static void job_auth_done(struct auth_request *req)
 
     switch (req->status) {
     case AUTH_OK:
+        /* The first SCRAM round only fetched the salt: nothing to open. */
+        if (req->mech == AUTH_MECH_SCRAM_SALT) {
+            job->result = POP3_AUTH_OK;
+            break;
+        }
         if (!open_mailbox(job, req->quick)) {
             job->req.job.run = job_open_run;
             pool_submit(job->conn->w->srv->set.pool, &job->req.job);
@@ -320,11 +372,15 @@ static void deliver_result(struct conn *c)
     struct mailbox *mb = job->mb;
 
     job->mb = NULL;
-    job_free(&c->job);
     if (result == POP3_AUTH_OK) {
         c->logged_in = true;
         evtimer_del(c->login_timer);
+        if (job->req.mech == AUTH_MECH_SCRAM_PROOF)
+            pop3_session_scram_signature(c->session, job->req.scram_sig);
+        /* A bearer token names its user itself. */
+        pop3_session_set_user(c->session, job->req.user);
     }
+    job_free(&c->job);
     pop3_session_auth_done(c->session, result, mb);
     process_input(c);
 }
@@ -363,10 +419,22 @@ void conn_login_done(struct login_job *job)
         free(c);
         return;
     }
+    if (job->req.mech == AUTH_MECH_SCRAM_SALT && job->result == POP3_AUTH_OK) {
+        /* Half-way through SCRAM: nothing to log yet. */
+        char salt[sizeof(job->req.scram_salt)];
+        unsigned iter = job->req.scram_iter;
+        memcpy(salt, job->req.scram_salt, sizeof(salt));
+        job_free(&c->job);
+        pop3_session_scram_salt(c->session, salt, iter);
+        process_input(c);
+        return;
+    }
     const char *reason = result_reason(job);
     audit_conn(&a, c, "info", reason == NULL ? "auth_ok" : "auth_fail");
     audit_str(&a, "user", job->req.user);
     audit_tok(&a, "mech", c->mech);
+    if (job->req.factor[0] != '\0')
+        audit_str(&a, "factor", job->req.factor);
     audit_tok(&a, "tls", c->tls ? "yes" : "no");
     if (reason != NULL)
         audit_str(&a, "reason", reason);
@@ -769,6 +837,7 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen,
          * that ended TLS will set it the same way. */
         .secure = set->allow_plaintext_loopback && is_loopback(sa),
         .require_tls = set->require_tls,
+        .sasl_mechs = set->sasl_mechs,
     };
     if (c->bev != NULL && c->login_timer != NULL)
         c->session = pop3_session_new(&ps, &conn_io, c);

@@ -29,6 +29,7 @@ struct net_settings {
     struct tls *tls; /* NULL: no TLS (no STLS, no POP3S listeners) */
     bool require_tls;
     bool allow_plaintext_loopback;
+    unsigned sasl_mechs; /* POP3_MECH_BIT()s offered by AUTH */
 };
 
 struct server;

@@ -26,8 +26,27 @@ void capa_write(struct pop3_session *s)
     LINE("EXPIRE NEVER");
     /* Before TLS, where TLS is required, USER is not offered (RFC 2595
      * section 4: a client must not send a password it was not invited to). */
-    if (s->state == POP3_STATE_AUTHORIZATION && session_credentials_allowed(s))
+    if (s->state == POP3_STATE_AUTHORIZATION && session_credentials_allowed(s)) {
         LINE("USER");
+        /* SASL, and only the mechanisms this connection can use. */
+        size_t start = n;
+        for (int m = POP3_MECH_PLAIN; m < POP3_MECH_COUNT; m++) {
+            if (!sasl_mech_usable(s, (enum pop3_mech)m))
+                continue;
+            const char *name = pop3_mech_name((enum pop3_mech)m);
+            if (n == start) {
+                memcpy(buf + n, "SASL", 4);
+                n += 4;
+            }
+            buf[n++] = ' ';
+            memcpy(buf + n, name, strlen(name));
+            n += strlen(name);
+        }
+        if (n != start) {
+            buf[n++] = '\r';
+            buf[n++] = '\n';
+        }
+    }
     LINE("IMPLEMENTATION Postern");
     LINE(".");
 #undef LINE

@@ -54,8 +54,8 @@ static void emit(struct pop3_session *s, enum pop3_event_type type, unsigned i)
  * guard alerts on it). The name is passed on only when the command is
  * USER or APOP: a PASS argument is a password.
  */
-static bool cleartext_refused(struct pop3_session *s, const char *mech, const char *user,
-                              size_t len)
+bool session_cleartext_refused(struct pop3_session *s, const char *mech, const char *user,
+                               size_t len)
 {
     char name[POP3_USER_MAX + 1];
 
@@ -78,7 +78,7 @@ static bool cleartext_refused(struct pop3_session *s, const char *mech, const ch
 
 static enum cmd_result cmd_user(struct pop3_session *s, const struct pop3_args *a)
 {
-    if (cleartext_refused(s, "USER", a->arg[0], a->len[0]))
+    if (session_cleartext_refused(s, "USER", a->arg[0], a->len[0]))
         return CMD_ERR;
     if (a->len[0] > POP3_USER_MAX) {
         s->have_user = false;
@@ -91,11 +91,12 @@ static enum cmd_result cmd_user(struct pop3_session *s, const struct pop3_args *
     return OK("Send PASS");
 }
 
-static enum cmd_result start_auth(struct pop3_session *s, enum pop3_mech mech, const char *secret,
-                                  size_t len)
+enum cmd_result session_start_auth(struct pop3_session *s, enum pop3_mech mech, const char *secret,
+                                   size_t len)
 {
     struct pop3_auth_req req = {
         .mech = mech,
+        .step = POP3_STEP_VERIFY,
         .user = s->user,
         .secret = secret,
         .secret_len = len,
@@ -108,18 +109,18 @@ static enum cmd_result start_auth(struct pop3_session *s, enum pop3_mech mech, c
 
 static enum cmd_result cmd_pass(struct pop3_session *s, const struct pop3_args *a)
 {
-    if (cleartext_refused(s, "PASS", NULL, 0))
+    if (session_cleartext_refused(s, "PASS", NULL, 0))
         return CMD_ERR;
     if (!s->have_user)
         return ERR("Send USER first");
-    return start_auth(s, POP3_MECH_USER, a->rest, a->rest_len);
+    return session_start_auth(s, POP3_MECH_USER, a->rest, a->rest_len);
 }
 
 static enum cmd_result cmd_apop(struct pop3_session *s, const struct pop3_args *a)
 {
     if (s->set.apop_timestamp == NULL)
         return ERR("APOP is not enabled on this server");
-    if (cleartext_refused(s, "APOP", a->arg[0], a->len[0]))
+    if (session_cleartext_refused(s, "APOP", a->arg[0], a->len[0]))
         return CMD_ERR;
     if (a->len[0] > POP3_USER_MAX)
         return ERR("User name too long");
@@ -133,7 +134,7 @@ static enum cmd_result cmd_apop(struct pop3_session *s, const struct pop3_args *
     memcpy(s->user, a->arg[0], a->len[0]);
     s->user[a->len[0]] = '\0';
     s->have_user = true;
-    return start_auth(s, POP3_MECH_APOP, a->arg[1], a->len[1]);
+    return session_start_auth(s, POP3_MECH_APOP, a->arg[1], a->len[1]);
 }
 
 static enum cmd_result cmd_quit(struct pop3_session *s, const struct pop3_args *a)
@@ -312,13 +313,14 @@ static enum cmd_result cmd_capa(struct pop3_session *s, const struct pop3_args *
 
 static const struct pop3_command commands[] = {
     /* name,  states,        min, max, raw, handler */
-    {"USER", AUTH, 1, 1, false, cmd_user},  {"PASS", AUTH, 1, 1, true, cmd_pass},
-    {"APOP", AUTH, 2, 2, false, cmd_apop},  {"CAPA", AUTH | TRANS, 0, 0, false, cmd_capa},
-    {"STLS", AUTH, 0, 0, false, cmd_stls},  {"QUIT", AUTH | TRANS, 0, 0, false, cmd_quit},
-    {"STAT", TRANS, 0, 0, false, cmd_stat}, {"LIST", TRANS, 0, 1, false, cmd_list},
-    {"UIDL", TRANS, 0, 1, false, cmd_uidl}, {"RETR", TRANS, 1, 1, false, cmd_retr},
-    {"TOP", TRANS, 2, 2, false, cmd_top},   {"DELE", TRANS, 1, 1, false, cmd_dele},
-    {"NOOP", TRANS, 0, 0, false, cmd_noop}, {"RSET", TRANS, 0, 0, false, cmd_rset},
+    {"USER", AUTH, 1, 1, false, cmd_user},      {"PASS", AUTH, 1, 1, true, cmd_pass},
+    {"APOP", AUTH, 2, 2, false, cmd_apop},      {"CAPA", AUTH | TRANS, 0, 0, false, cmd_capa},
+    {"STLS", AUTH, 0, 0, false, cmd_stls},      {"QUIT", AUTH | TRANS, 0, 0, false, cmd_quit},
+    {"STAT", TRANS, 0, 0, false, cmd_stat},     {"LIST", TRANS, 0, 1, false, cmd_list},
+    {"UIDL", TRANS, 0, 1, false, cmd_uidl},     {"RETR", TRANS, 1, 1, false, cmd_retr},
+    {"TOP", TRANS, 2, 2, false, cmd_top},       {"DELE", TRANS, 1, 1, false, cmd_dele},
+    {"NOOP", TRANS, 0, 0, false, cmd_noop},     {"RSET", TRANS, 0, 0, false, cmd_rset},
+    {"AUTH", AUTH, 0, 2, false, sasl_cmd_auth},
 };
 
 const struct pop3_command *pop3_command_find(const char *name, size_t len)

@@ -12,6 +12,8 @@
 #define POP3_REPLY_MAX 256
 /* LIST and UIDL lines are written in batches of this size. */
 #define POP3_LIST_CHUNK (16 * 1024)
+/* A gs2 header: "p=tls-exporter,a=" and an escaped name. */
+#define SASL_USER_MAX_GS2 (20 + 3 * POP3_USER_MAX)
 
 enum cmd_result {
     CMD_OK,     /* dispatcher writes "+OK <reply>" */
@@ -30,6 +32,37 @@ struct pop3_args {
     /* Everything after the command and one space, untouched (PASS). */
     const char *rest;
     size_t rest_len;
+};
+
+/* Where an AUTH exchange stands: the next client line is a response. */
+enum sasl_phase {
+    SASL_IDLE,         /* no exchange: lines are commands */
+    SASL_INITIAL,      /* "+ " sent, waiting for the first response */
+    SASL_LOGIN_PASS,   /* LOGIN: user name received, password asked */
+    SASL_SCRAM_FINAL,  /* server-first-message sent */
+    SASL_SCRAM_OK,     /* "v=" sent with the mailbox open; an empty response ends it */
+    SASL_BEARER_ERROR, /* RFC 7628 error sent; the client's dummy response ends it */
+};
+
+/* Limits of a decoded response; bearer tokens are the long ones. */
+#define SASL_RESPONSE_MAX 2048
+#define SASL_TOKEN_MAX    8192
+
+struct sasl_exchange {
+    enum pop3_mech mech;
+    enum sasl_phase phase;
+    /* SCRAM: "client-first-bare,server-first", the gs2 header and the
+     * whole nonce, and the server signature once the proof checked. */
+    char *messages;
+    size_t messages_len;
+    char gs2[SASL_USER_MAX_GS2];
+    size_t gs2_len;
+    int cbind; /* enum scram_cbind */
+    char nonce[160];
+    size_t nonce_len;
+    unsigned char server_sig[32];
+    bool have_sig;
+    struct mailbox *mb; /* SCRAM_OK: logged in, not yet in TRANSACTION */
 };
 
 struct pop3_session {
@@ -58,6 +91,8 @@ struct pop3_session {
     struct mail_stream *stream;
     struct dotstuff ds;
 
+    struct sasl_exchange sasl;
+
     char reply[POP3_REPLY_MAX];
 };
 
@@ -83,6 +118,27 @@ static inline bool session_is_deleted(const struct pop3_session *s, unsigned i)
 {
     return (s->deleted[i / 8] >> (i % 8)) & 1;
 }
+
+/* Credentials before TLS where TLS is required: reports the attempt and
+ * fills s->reply; true when the command must be refused. */
+bool session_cleartext_refused(struct pop3_session *s, const char *mech, const char *user,
+                               size_t len);
+/* Starts io->auth for a password-like secret. */
+enum cmd_result session_start_auth(struct pop3_session *s, enum pop3_mech mech, const char *secret,
+                                   size_t len);
+/* Logged in: the mailbox is the session's, TRANSACTION begins. */
+void session_enter_transaction(struct pop3_session *s, struct mailbox *mb);
+
+/* sasl/sasl.c: the AUTH command and the responses that follow it. */
+enum cmd_result sasl_cmd_auth(struct pop3_session *s, const struct pop3_args *a);
+void sasl_input(struct pop3_session *s, const char *line, size_t len);
+/* Ends an exchange, wiping and releasing what it held. */
+void sasl_reset(struct pop3_session *s);
+/* Whether the mechanism can be used on this connection now. */
+bool sasl_mech_usable(struct pop3_session *s, enum pop3_mech m);
+/* pop3_session_auth_done() calls this first: true when the exchange
+ * takes the result itself (SCRAM's last step, bearer errors). */
+bool sasl_auth_done(struct pop3_session *s, enum pop3_auth_result result, struct mailbox *mb);
 
 /* capa.c: writes the complete multi-line CAPA answer. */
 void capa_write(struct pop3_session *s);

@@ -37,18 +37,45 @@ enum pop3_state {
 enum pop3_mech {
     POP3_MECH_USER, /* USER + PASS */
     POP3_MECH_APOP,
+    /* SASL (RFC 5034), in the order CAPA lists them. */
+    POP3_MECH_PLAIN,
+    POP3_MECH_LOGIN,
+    POP3_MECH_SCRAM,      /* SCRAM-SHA-256 */
+    POP3_MECH_SCRAM_PLUS, /* SCRAM-SHA-256-PLUS, tls-exporter binding */
+    POP3_MECH_OAUTHBEARER,
+    POP3_MECH_XOAUTH2,
+    POP3_MECH_COUNT
+};
+#define POP3_MECH_BIT(m) (1u << (m))
+
+/* "PLAIN", "SCRAM-SHA-256", ... ("USER" and "APOP" for the others). */
+const char *pop3_mech_name(enum pop3_mech m);
+/* A SASL mechanism by name (case-insensitive), or -1. */
+int pop3_mech_lookup(const char *name, size_t len);
+
+enum pop3_auth_step {
+    POP3_STEP_VERIFY,      /* user + secret: answered by pop3_session_auth_done() */
+    POP3_STEP_SCRAM_SALT,  /* user: answered by pop3_session_scram_salt() (or auth_done
+                              with a failure) */
+    POP3_STEP_SCRAM_PROOF, /* user + AuthMessage + proof: pop3_session_scram_signature()
+                              then pop3_session_auth_done() */
 };
 
 /* What the session asks the caller to verify. */
 struct pop3_auth_req {
     enum pop3_mech mech;
+    enum pop3_auth_step step;
+    /* For OAUTHBEARER without an authorization identity this is "": the
+     * user comes from the token (the caller then names it with
+     * pop3_session_set_user() before pop3_session_auth_done()). */
     const char *user;
-    /* The password, or for APOP the hex digest. Only valid during the
-     * io->auth call: it points into the line given to
-     * pop3_session_input(), which the caller must wipe afterwards (the
-     * session keeps no copy). */
+    /* The password, for APOP the hex digest, for OAUTHBEARER and XOAUTH2
+     * the bearer token, for SCRAM_PROOF the AuthMessage. Only valid
+     * during the io->auth call: the session wipes it afterwards and keeps
+     * no copy of a password. */
     const char *secret;
     size_t secret_len;
+    const unsigned char *proof; /* SCRAM_PROOF: the 32-byte ClientProof */
 };
 
 /* The caller's answer, given to pop3_session_auth_done(). */
@@ -76,7 +103,7 @@ struct pop3_event {
     unsigned deleted, failed;
     bool unsynced;    /* QUIT: the removals could not be made durable */
     const char *user; /* CLEARTEXT: the name given, if any */
-    const char *mech; /* CLEARTEXT: "USER", "PASS", "APOP" */
+    const char *mech; /* CLEARTEXT: "USER", "PASS", "APOP", "AUTH" */
 };
 
 struct pop3_io {
@@ -100,6 +127,12 @@ struct pop3_io {
     void (*starttls)(void *ctx);
     /* Audit hook; may be NULL. */
     void (*event)(void *ctx, const struct pop3_event *ev);
+    /* Fills buf with unpredictable bytes (SCRAM nonces). May be NULL:
+     * SCRAM is then not offered. */
+    void (*random)(void *ctx, void *buf, size_t size);
+    /* The tls-exporter channel binding (RFC 9266): 32 bytes, available
+     * on TLS 1.3 only. Returns 0, or -1 when there is none. May be NULL. */
+    int (*channel_binding)(void *ctx, unsigned char out[32]);
 };
 
 struct pop3_settings {
@@ -109,6 +142,7 @@ struct pop3_settings {
     bool tls;                   /* the connection is TLS already (POP3S) */
     bool secure;                /* counts as TLS without being it (trusted proxy, loopback) */
     bool require_tls;           /* no credentials unless tls or secure */
+    unsigned sasl_mechs;        /* POP3_MECH_BIT()s of the SASL mechanisms offered */
 };
 
 struct pop3_session;
@@ -130,6 +164,15 @@ void pop3_session_output_drained(struct pop3_session *s);
  * it when destroyed); any other result ignores mb (pass NULL). */
 void pop3_session_auth_done(struct pop3_session *s, enum pop3_auth_result result,
                             struct mailbox *mb);
+/* SCRAM: the answer to POP3_STEP_SCRAM_SALT. For an unknown user the
+ * caller answers with a made-up salt, so that SCRAM does not tell who
+ * exists; the proof step then fails. */
+void pop3_session_scram_salt(struct pop3_session *s, const char *salt_b64, unsigned iter);
+/* SCRAM: the ServerSignature, given before pop3_session_auth_done() with
+ * POP3_AUTH_OK; the session sends it to the client as "v=". */
+void pop3_session_scram_signature(struct pop3_session *s, const unsigned char sig[32]);
+/* The user the credentials turned out to belong to (bearer tokens). */
+void pop3_session_set_user(struct pop3_session *s, const char *user);
 /* The STLS handshake completed: the session starts over in AUTHORIZATION,
  * now on TLS (RFC 2595: no new greeting; the client asks CAPA again). */
 void pop3_session_tls_started(struct pop3_session *s);

@@ -37,6 +37,7 @@ void pop3_session_destroy(struct pop3_session **sp)
         mail_stream_close(s->mb, &s->stream);
         mailbox_close(&s->mb);
     }
+    sasl_reset(s);
     free(s->deleted);
     free(s);
     *sp = NULL;
@@ -71,6 +72,7 @@ void session_close(struct pop3_session *s)
     if (s->closed)
         return;
     s->closed = true;
+    sasl_reset(s);
     /* The mailbox (and its lock) goes now, not when the connection is
      * torn down: a client may log in again the moment it has read +OK. */
     if (s->mb != NULL) {
@@ -101,6 +103,7 @@ void pop3_session_tls_started(struct pop3_session *s)
     s->tls = true;
     s->secure = true;
     /* Nothing said before TLS carries over into it. */
+    sasl_reset(s);
     s->have_user = false;
     explicit_bzero(s->user, sizeof(s->user));
 }
@@ -108,6 +111,17 @@ void pop3_session_tls_started(struct pop3_session *s)
 enum pop3_state pop3_session_state(const struct pop3_session *s)
 {
     return s->state;
+}
+
+void pop3_session_set_user(struct pop3_session *s, const char *user)
+{
+    size_t len = strlen(user);
+
+    if (len > POP3_USER_MAX)
+        len = POP3_USER_MAX;
+    memcpy(s->user, user, len);
+    s->user[len] = '\0';
+    s->have_user = true;
 }
 
 const char *pop3_session_user(const struct pop3_session *s)
@@ -170,6 +184,10 @@ void pop3_session_input(struct pop3_session *s, const char *line, size_t len)
 
     if (!pop3_session_wants_input(s))
         return;
+    if (s->sasl.phase != SASL_IDLE) {
+        sasl_input(s, line, len);
+        return;
+    }
     if (memchr(line, '\0', len) != NULL) {
         session_reply(s, "-ERR NUL byte in command");
         return;
@@ -224,6 +242,8 @@ void pop3_session_auth_done(struct pop3_session *s, enum pop3_auth_result result
                             struct mailbox *mb)
 {
     s->auth_pending = false;
+    if (sasl_auth_done(s, result, mb))
+        return;
     if (result != POP3_AUTH_OK) {
         s->have_user = false;
         switch (result) {
@@ -245,7 +265,11 @@ void pop3_session_auth_done(struct pop3_session *s, enum pop3_auth_result result
         }
         return;
     }
+    session_enter_transaction(s, mb);
+}
 
+void session_enter_transaction(struct pop3_session *s, struct mailbox *mb)
+{
     unsigned count = mailbox_count(mb);
     s->deleted = calloc((count + 7) / 8 + 1, 1);
     if (s->deleted == NULL) {

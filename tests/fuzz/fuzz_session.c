@@ -8,7 +8,7 @@
  *
  * Input: byte 0 chooses APOP, the client's speed and where the auth
  * results start; byte 1 the mailbox's failures; byte 2 the TLS settings
- * (STLS offered, TLS required, exempt) -- a STLS handshake always
+ * (STLS offered, TLS required, exempt, SASL off, a channel binding) -- a STLS handshake always
  * succeeds and no credential is ever requested before TLS where it is
  * required; the rest is the
  * conversation. Beyond "no crash, no leak" (the sanitizers) it checks:
@@ -117,6 +117,18 @@ static void unblock(struct run *r)
             enum pop3_auth_result res = results[r->next_result++ % 6];
             r->answered++;
             struct mailbox *mb = NULL;
+            if (r->io.last_auth.step == POP3_STEP_SCRAM_SALT && res != POP3_AUTH_TEMPFAIL) {
+                pop3_session_scram_salt(r->s, "c2FsdA==", 4096);
+                continue;
+            }
+            if (res == POP3_AUTH_OK && r->io.last_auth.step == POP3_STEP_SCRAM_PROOF) {
+                static const unsigned char sig[32];
+                pop3_session_scram_signature(r->s, sig);
+            }
+            /* A mailbox handed over and given back (SCRAM cancelled
+             * after the server signature) may be replaced. */
+            if (res == POP3_AUTH_OK && r->mm != NULL && r->mm->closed)
+                mock_mailbox_free(&r->mm);
             if (res == POP3_AUTH_OK) {
                 check(r->mm == NULL, "second login");
                 r->mm = make_mailbox(r->mb_flags);
@@ -158,6 +170,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     set.tls = data[2] & 2;
     set.secure = data[2] & 4;
     set.require_tls = data[2] & 8;
+    /* Every SASL mechanism, and sometimes a TLS 1.3 channel to bind to. */
+    set.sasl_mechs = data[2] & 16 ? 0 : 0xfcu;
+    r.io.cb_available = data[2] & 32;
     r.tls = set.tls;
     r.must_have_tls = set.require_tls && !set.secure;
     r.s = pop3_session_new(&set, &r.io.io, &r.io);
@@ -185,9 +200,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         pop3_session_input(r.s, p, cmd_len);
         check(r.io.auth_calls == auths || r.tls || !r.must_have_tls,
               "credentials accepted before TLS");
+        /* "+ " is a SASL challenge (RFC 5034). */
         if (r.io.out_len > 0)
-            check(memcmp(r.io.out, "+OK", 3) == 0 || memcmp(r.io.out, "-ERR", 4) == 0,
-                  "reply without +OK or -ERR");
+            check(memcmp(r.io.out, "+OK", 3) == 0 || memcmp(r.io.out, "-ERR", 4) == 0 ||
+                      memcmp(r.io.out, "+ ", 2) == 0,
+                  "reply without +OK, -ERR or +");
         if (r.mm != NULL)
             r.mm->forbid_expunge = true;
         p = nl + 1;

@@ -75,10 +75,12 @@ def test_capa(mailbox):
     before = capa(c)
     assert CAPS | {"USER"} <= set(before)
     assert any(re.match(r"^IMPLEMENTATION \S", line) for line in before)
-    assert not any(line.startswith("SASL") or line == "STLS" for line in before)
+    assert "SASL PLAIN LOGIN SCRAM-SHA-256" in before  # no [oauth]: no bearer mechanisms
+    assert "STLS" not in before
     c.login("alice", "secret")
     after = capa(c)
     assert CAPS <= set(after)
+    assert not any(line.startswith("SASL") or line == "USER" for line in after)
     assert any(line.startswith("IMPLEMENTATION ") for line in after)
     c.quit()
 
@@ -141,7 +143,7 @@ def test_crypt_passwords(site, start_server, scheme):
 AUTH_STATE_ERRORS = [
     "STAT", "LIST", "LIST 1", "UIDL", "UIDL 1", "RETR 1", "TOP 1 0", "DELE 1", "NOOP",
     "RSET", "PASS secret", "USER", "USER a b", "APOP alice 0123456789abcdef0123456789abcdef",
-    "FOO", "", "   ", " USER alice", "STLS", "AUTH", "AUTH PLAIN", "QUIT now", "CAPA x",
+    "FOO", "", "   ", " USER alice", "STLS", "AUTH CRAM-MD5", "AUTH PLAIN a b", "QUIT now", "CAPA x",
     "USER " + "u" * 256,
 ]
 

@@ -52,10 +52,16 @@ static void io_auth(void *ctx, const struct pop3_auth_req *req)
     m->auth_calls++;
     memset(a, 0, sizeof(*a));
     a->mech = req->mech;
+    a->step = req->step;
+    if (req->proof != NULL) {
+        memcpy(a->proof, req->proof, sizeof(a->proof));
+        a->has_proof = true;
+    }
     snprintf(a->user, sizeof(a->user), "%s", req->user);
     a->secret_len = req->secret_len;
-    memcpy(a->secret, req->secret,
-           req->secret_len < sizeof(a->secret) - 1 ? req->secret_len : sizeof(a->secret) - 1);
+    if (req->secret != NULL)
+        memcpy(a->secret, req->secret,
+               req->secret_len < sizeof(a->secret) - 1 ? req->secret_len : sizeof(a->secret) - 1);
 }
 
 static void io_close(void *ctx)
@@ -128,6 +134,25 @@ static void io_starttls(void *ctx)
     m->out_len_at_starttls = m->out_len;
 }
 
+static void io_random(void *ctx, void *buf, size_t size)
+{
+    struct mock_io *m = ctx;
+    unsigned char *p = buf;
+
+    for (size_t i = 0; i < size; i++)
+        p[i] = (unsigned char)(m->random_byte + i);
+}
+
+static int io_channel_binding(void *ctx, unsigned char out[32])
+{
+    struct mock_io *m = ctx;
+
+    if (!m->cb_available)
+        return -1;
+    memcpy(out, m->cb, 32);
+    return 0;
+}
+
 void mock_io_init(struct mock_io *m)
 {
     memset(m, 0, sizeof(*m));
@@ -138,6 +163,8 @@ void mock_io_init(struct mock_io *m)
     m->io.event = io_event;
     m->io.starttls = io_starttls;
     m->io.reserve = io_reserve;
+    m->io.random = io_random;
+    m->io.channel_binding = io_channel_binding;
     m->io.commit = io_commit;
     m->out_cap = 4096;
     m->out = malloc(m->out_cap);

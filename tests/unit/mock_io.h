@@ -23,6 +23,9 @@
 
 struct mock_auth_call {
     enum pop3_mech mech;
+    enum pop3_auth_step step;
+    unsigned char proof[32];
+    bool has_proof;
     char user[512];
     char secret[2048];
     size_t secret_len;
@@ -62,6 +65,11 @@ struct mock_io {
     size_t resv_cap, resv_size;
     size_t out_len_at_starttls; /* output written before the handshake began */
     unsigned auth_calls;
+    /* io->random gives random_byte, random_byte+1, ...; io->channel_binding
+     * gives cb when cb_available. */
+    unsigned char random_byte;
+    bool cb_available;
+    unsigned char cb[32];
     struct mock_auth_call last_auth;
     struct mock_event *events;
     unsigned n_events, events_cap;

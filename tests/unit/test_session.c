@@ -398,7 +398,7 @@ static void test_unknown_empty_nul(void **state)
     expect_cmd(f, "FOO", "-ERR Unknown command\r\n");
     expect_cmd(f, "STATX", "-ERR Unknown command\r\n");
     expect_cmd(f, "STA", "-ERR Unknown command\r\n");
-    expect_cmd(f, "AUTH PLAIN", "-ERR Unknown command\r\n");
+    expect_cmd(f, "AUTH PLAIN", "-ERR Unsupported authentication mechanism\r\n");
     expect_cmd(f, "", "-ERR Empty command\r\n");
     expect_cmd(f, " STAT", "-ERR Empty command\r\n");
     expect_cmd(f, "   ", "-ERR Empty command\r\n");
