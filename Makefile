@@ -100,11 +100,17 @@ integration: build/posternd build/postern build/asan/posternd build/asan/postern
 
 # libFuzzer needs clang; without it the fuzz targets are skipped, saying so.
 FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
-FUZZ_CFLAGS := -std=c17 -D_GNU_SOURCE -Isrc $(PKG_CFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined \
-               -fno-sanitize-recover=undefined
-build/fuzz/%: tests/fuzz/fuzz_%.c $(CORE_SRC) $(UNIT_MOCKS) $(wildcard src/*/*.h tests/unit/*.h)
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS := -std=c17 -D_GNU_SOURCE -Isrc -Itests/unit $(PKG_CFLAGS) -g -O1 $(FUZZ_SAN)
+# The modules are compiled once for all targets (instrumented, not linked
+# with the fuzzer's main); each target then only compiles its own file.
+build/fuzzobj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  CC fuzz $<")
+	$(Q)clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+build/fuzz/%: tests/fuzz/fuzz_%.c $(call obj,fuzzobj,$(CORE_SRC) $(UNIT_MOCKS))
 	@mkdir -p build/fuzz
-	clang $(FUZZ_CFLAGS) -Itests/unit -o $@ $(filter %.c,$^) $(PKG_LIBS) -lpthread
+	$(Q)clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lpthread
 
 FUZZ_SMOKE_SECONDS ?= 6
 FUZZ_SECONDS ?= 300

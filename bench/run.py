@@ -776,6 +776,10 @@ location = maildir:{MAIL_ROOT}/%u/Maildir
 max_connections = 12000
 max_connections_per_ip = 12000
 
+[guard]
+; likewise: every session is unauthenticated for a moment, from one address
+max_preauth_per_ip = 12000
+
 [log]
 audit = {self.audit}
 """)

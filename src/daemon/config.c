@@ -12,6 +12,7 @@
 #include <openssl/ssl.h>
 
 #include "lib/str.h"
+#include "guard/guard.h"
 #include "pop3/pop3.h"
 
 enum key_type { T_STR, T_PATH, T_UINT, T_BOOL, T_LISTEN, T_LOG, T_TEXT, T_TLS_VERSION, T_MECHS };
@@ -58,6 +59,27 @@ static const struct key keys[] = {
     {"limits", "max_connections_per_ip", T_UINT, OFF(max_connections_per_ip), 1, 1000000, false},
     {"limits", "max_line", T_UINT, OFF(max_line), MIN_MAX_LINE, MAX_MAX_LINE, false},
     {"guard", "failure_delay", T_UINT, OFF(failure_delay), 0, 60, false},
+    {"guard", "failure_delay_max", T_UINT, OFF(failure_delay_max), 0, 600, false},
+    {"guard", "max_preauth_per_ip", T_UINT, OFF(max_preauth_per_ip), 1, 1000000, false},
+    {"guard", "max_auth_failures", T_UINT, OFF(max_auth_failures), 1, 100, false},
+    {"guard", "max_bad_commands", T_UINT, OFF(max_bad_commands), 0, 100000, false},
+    {"guard", "ban_after", T_UINT, OFF(ban_after), 0, 100, false},
+    {"guard", "ban_window", T_UINT, OFF(ban_window), 1, 86400 * 7, false},
+    {"guard", "ban_time", T_UINT, OFF(ban_time), 1, 86400 * 365, false},
+    {"guard", "ipv6_prefix", T_UINT, OFF(ipv6_prefix), 32, 128, false},
+    {"guard", "trusted", T_STR, OFF(trusted), 0, 0, false},
+    {"guard", "account_failures", T_UINT, OFF(account_failures), 0, 100, false},
+    {"guard", "account_window", T_UINT, OFF(account_window), 1, 86400 * 7, false},
+    {"guard", "login_delay", T_UINT, OFF(login_delay), 0, 86400, false},
+    {"guard", "alert_command", T_STR, OFF(alert_command), 0, 0, false},
+    {"guard", "alert_window", T_UINT, OFF(alert_window), 1, 86400 * 7, false},
+    {"guard", "spray_accounts", T_UINT, OFF(spray_accounts), 0, 63, false},
+    {"guard", "attack_ips", T_UINT, OFF(attack_ips), 0, 63, false},
+    {"guard", "download_messages", T_UINT, OFF(download_messages), 0, 100000000, false},
+    {"guard", "download_mbytes", T_UINT, OFF(download_mbytes), 0, 100000000, false},
+    {"guard", "download_window", T_UINT, OFF(download_window), 1, 86400 * 7, false},
+    {"guard", "mass_delete_messages", T_UINT, OFF(mass_delete_messages), 0, 100000000, false},
+    {"guard", "mass_delete_percent", T_UINT, OFF(mass_delete_percent), 0, 100, false},
     {"log", "audit", T_LOG, OFF(audit), 0, 0, false},
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -351,6 +373,18 @@ static void check_combinations(struct parse_ctx *p)
     bool cert = cfg->tls_cert != NULL, key = cfg->tls_key != NULL;
 
 #define AT(section, name) (p->line = cfg->key_line[key_index(section, name)])
+    if (cfg->trusted != NULL) {
+        struct guard_settings gs;
+        const char *why;
+        if (guard_parse_trusted(cfg->trusted, &gs, &why) < 0) {
+            AT("guard", "trusted");
+            fail(p, "guard", "trusted", "%s", why);
+        }
+    }
+    if (cfg->failure_delay_max < cfg->failure_delay) {
+        AT("guard", "failure_delay_max");
+        fail(p, "guard", "failure_delay_max", "%s", "must be at least failure_delay");
+    }
     unsigned bearer = POP3_MECH_BIT(POP3_MECH_OAUTHBEARER) | POP3_MECH_BIT(POP3_MECH_XOAUTH2);
     unsigned mi = key_index("auth", "mechanisms");
     if (cfg->oauth_jwks == NULL) {
@@ -463,6 +497,23 @@ int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
     cfg->max_connections_per_ip = DEFAULT_MAX_CONN_PER_IP;
     cfg->max_line = DEFAULT_MAX_LINE;
     cfg->failure_delay = DEFAULT_FAILURE_DELAY;
+    cfg->failure_delay_max = DEFAULT_FAILURE_DELAY_MAX;
+    cfg->max_preauth_per_ip = DEFAULT_MAX_PREAUTH_PER_IP;
+    cfg->max_auth_failures = DEFAULT_MAX_AUTH_FAILURES;
+    cfg->max_bad_commands = DEFAULT_MAX_BAD_COMMANDS;
+    cfg->ban_after = DEFAULT_BAN_AFTER;
+    cfg->ban_window = DEFAULT_BAN_WINDOW;
+    cfg->ban_time = DEFAULT_BAN_TIME;
+    cfg->ipv6_prefix = DEFAULT_IPV6_PREFIX;
+    cfg->account_failures = DEFAULT_ACCOUNT_FAILURES;
+    cfg->account_window = DEFAULT_ACCOUNT_WINDOW;
+    cfg->alert_window = DEFAULT_ALERT_WINDOW;
+    cfg->spray_accounts = DEFAULT_SPRAY_ACCOUNTS;
+    cfg->attack_ips = DEFAULT_ATTACK_IPS;
+    cfg->download_messages = DEFAULT_DOWNLOAD_MESSAGES;
+    cfg->download_mbytes = DEFAULT_DOWNLOAD_MBYTES;
+    cfg->download_window = DEFAULT_DOWNLOAD_WINDOW;
+    cfg->mass_delete_messages = DEFAULT_MASS_DELETE_MESSAGES;
     cfg->audit = strdup(DEFAULT_AUDIT);
     cfg->state_dir = resolve(cfg, DEFAULT_STATE_DIR);
     cfg->require_tls = true;

@@ -13,7 +13,7 @@
 
 #include "daemon/defaults.h"
 
-#define CONFIG_MAX_KEYS 64
+#define CONFIG_MAX_KEYS 96
 
 struct config {
     char *path; /* absolute path of the file */
@@ -63,6 +63,20 @@ struct config {
 
     /* [guard] */
     unsigned failure_delay;
+    unsigned failure_delay_max;
+    unsigned max_preauth_per_ip;
+    unsigned max_auth_failures; /* per connection */
+    unsigned max_bad_commands;  /* per session */
+    unsigned ban_after, ban_window, ban_time;
+    unsigned ipv6_prefix;
+    char *trusted; /* CIDR list */
+    unsigned account_failures, account_window;
+    unsigned login_delay;
+    char *alert_command;
+    unsigned alert_window;
+    unsigned spray_accounts, attack_ips;
+    unsigned download_messages, download_mbytes, download_window;
+    unsigned mass_delete_messages, mass_delete_percent;
 
     /* [log] */
     char *audit; /* "stderr", "syslog" or an absolute path */

@@ -14,7 +14,30 @@
 #define DEFAULT_MAX_CONN_PER_IP 20
 #define DEFAULT_MAX_LINE        8192
 
-#define DEFAULT_FAILURE_DELAY 2
+#define DEFAULT_FAILURE_DELAY      2
+#define DEFAULT_FAILURE_DELAY_MAX  15
+#define DEFAULT_MAX_PREAUTH_PER_IP 10
+#define DEFAULT_MAX_AUTH_FAILURES  3
+/* Clients probe with a few unknown commands (XTND, LAST, ...); twenty is
+ * a session that is not a mail client. */
+#define DEFAULT_MAX_BAD_COMMANDS 20
+#define DEFAULT_BAN_AFTER        10
+#define DEFAULT_BAN_WINDOW       600
+#define DEFAULT_BAN_TIME         900
+#define DEFAULT_IPV6_PREFIX      64
+#define DEFAULT_ACCOUNT_FAILURES 20
+#define DEFAULT_ACCOUNT_WINDOW   600
+#define DEFAULT_ALERT_WINDOW     3600
+#define DEFAULT_SPRAY_ACCOUNTS   10
+#define DEFAULT_ATTACK_IPS       10
+/* POP3 clients download whole mailboxes; these catch more than a person's
+ * day of mail, not a phone catching up. */
+#define DEFAULT_DOWNLOAD_MESSAGES 20000
+#define DEFAULT_DOWNLOAD_MBYTES   4096
+#define DEFAULT_DOWNLOAD_WINDOW   3600
+/* Download-and-delete is POP3's normal use, so no share of the mailbox
+ * alerts by default (mass_delete_percent = 0): only a large count. */
+#define DEFAULT_MASS_DELETE_MESSAGES 5000
 
 /* Like Dovecot's auth_cache_ttl; the cache is emptied in effect whenever
  * the passwd-file changes. */

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -158,6 +159,13 @@ static int configure_auth(const struct config *cfg, struct auth *auth, struct au
     return 0;
 }
 
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    guard_expire(arg, time(NULL));
+}
+
 static unsigned cpu_count(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -222,8 +230,29 @@ int main(int argc, char **argv)
     struct guard_settings gs = {
         .max_connections = cfg.max_connections,
         .max_connections_per_ip = cfg.max_connections_per_ip,
+        .max_preauth_per_ip = cfg.max_preauth_per_ip,
         .failure_delay = cfg.failure_delay,
+        .failure_delay_max = cfg.failure_delay_max,
+        .ban_after = cfg.ban_after,
+        .ban_window = cfg.ban_window,
+        .ban_time = cfg.ban_time,
+        .ipv6_prefix = cfg.ipv6_prefix,
+        .account_failures = cfg.account_failures,
+        .account_window = cfg.account_window,
+        .login_delay = cfg.login_delay,
+        .state_dir = cfg.state_dir,
+        .alert_command = cfg.alert_command,
+        .alert_window = cfg.alert_window,
+        .spray_accounts = cfg.spray_accounts,
+        .attack_ips = cfg.attack_ips,
+        .download_messages = cfg.download_messages,
+        .download_bytes = (uint64_t)cfg.download_mbytes << 20,
+        .download_window = cfg.download_window,
+        .mass_delete_messages = cfg.mass_delete_messages,
+        .mass_delete_percent = cfg.mass_delete_percent,
     };
+    if (cfg.trusted != NULL)
+        guard_parse_trusted(cfg.trusted, &gs, &error); /* checked by config_load */
     struct guard *guard = guard_new(&gs);
     struct tls *tls = NULL;
     if (cfg.tls_cert != NULL) {
@@ -259,6 +288,9 @@ int main(int argc, char **argv)
         .require_tls = cfg.require_tls,
         .allow_plaintext_loopback = cfg.allow_plaintext_loopback,
         .sasl_mechs = cfg.sasl_mechs,
+        .max_auth_failures = cfg.max_auth_failures,
+        .max_bad_commands = cfg.max_bad_commands,
+        .login_delay = cfg.login_delay,
     };
     struct server *srv = guard != NULL ? server_new(&ns, &error) : NULL;
     if (srv == NULL) {
@@ -286,6 +318,8 @@ int main(int argc, char **argv)
         log_init("posternd", false);
     }
     signal(SIGPIPE, SIG_IGN);
+    /* alert_command's children are reaped by the kernel. */
+    signal(SIGCHLD, SIG_IGN);
     raise_fd_limit(cfg.max_connections);
 
     struct auth_settings second = {0};
@@ -312,6 +346,10 @@ int main(int argc, char **argv)
     event_add(sigterm, NULL);
     event_add(sigint, NULL);
     event_add(sighup, NULL);
+    /* Bans end and idle entries go every few seconds. */
+    struct event *tick = event_new(base, -1, EV_PERSIST, tick_cb, guard);
+    struct timeval every = {5, 0};
+    event_add(tick, &every);
     log_info("ready: %u I/O threads, %u listening sockets", threads,
              cfg.n_listen + cfg.n_listen_tls);
     event_base_dispatch(base);
@@ -323,6 +361,7 @@ int main(int argc, char **argv)
     event_free(sigterm);
     event_free(sigint);
     event_free(sighup);
+    event_free(tick);
     status = 0;
 
 out_pool:

@@ -54,6 +54,7 @@ struct conn {
     bool close_notify_sent;   /* TLS ended with close_notify */
     const char *close_reason; /* for the disconnect line */
     const char *mech;
+    unsigned auth_failures;
     uint64_t bytes_in, bytes_out;
     time_t started;
     char *apop_ts;
@@ -110,6 +111,39 @@ static void io_commit(void *ctx, size_t used)
 
 static void job_auth_done(struct auth_request *req);
 
+/*
+ * (user, secret) reduced to 16 bytes under a key made at start-up: enough
+ * for the guard to recognise a client repeating the same wrong password,
+ * useless for learning the password.
+ */
+static unsigned char pair_key[32];
+static pthread_once_t pair_key_once = PTHREAD_ONCE_INIT;
+
+static void pair_key_init(void)
+{
+    if (RAND_bytes(pair_key, sizeof(pair_key)) != 1)
+        log_warn("no random key for the guard's password memory");
+}
+
+static void pair_hash(const char *user, const char *secret, size_t len, unsigned char out[16])
+{
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned mac_len = 0;
+    unsigned char buf[PASSDB_USER_MAX + 2 + AUTH_SECRET_MAX];
+    size_t ul = strnlen(user, PASSDB_USER_MAX);
+
+    pthread_once(&pair_key_once, pair_key_init);
+    if (len > AUTH_SECRET_MAX)
+        len = AUTH_SECRET_MAX;
+    memcpy(buf, user, ul);
+    buf[ul] = '\0';
+    if (len > 0)
+        memcpy(buf + ul + 1, secret, len);
+    HMAC(EVP_sha256(), pair_key, sizeof(pair_key), buf, ul + 1 + len, mac, &mac_len);
+    explicit_bzero(buf, ul + 1 + len);
+    memcpy(out, mac, 16);
+}
+
 static enum auth_mech auth_mech_for(const struct pop3_auth_req *r)
 {
     switch (r->mech) {
@@ -147,6 +181,7 @@ static void io_auth(void *ctx, const struct pop3_auth_req *r)
                r->secret_len < sizeof(job->req.secret) ? r->secret_len : sizeof(job->req.secret));
     if (r->proof != NULL)
         memcpy(job->req.scram_proof, r->proof, sizeof(job->req.scram_proof));
+    pair_hash(r->user, r->secret, r->secret_len, job->pair);
     job->req.apop_timestamp = c->apop_ts;
     job->req.callback = job_auth_done;
     c->job = job;
@@ -224,7 +259,15 @@ static void io_event(void *ctx, const struct pop3_event *ev)
         audit_uint(&a, "msg", ev->msg);
         audit_str(&a, "uidl", ev->uid);
         audit_uint(&a, "size", ev->size);
-        break;
+        audit_end(&a);
+        if (ev->type == POP3_EVENT_RETR && user != NULL)
+            guard_note_retr(c->w->srv->set.guard, user, ev->size, time(NULL));
+        return;
+    case POP3_EVENT_ATTACK:
+        /* The alert is the audit line; the session closes itself. */
+        c->close_reason = "protocol abuse";
+        guard_note_attack(c->w->srv->set.guard, c->ip, c->sid, ev->what);
+        return;
     case POP3_EVENT_QUIT:
         audit_conn(&a, c, ev->failed > 0 || ev->unsynced ? "warning" : "info", "quit");
         audit_str(&a, "user", user);
@@ -232,7 +275,10 @@ static void io_event(void *ctx, const struct pop3_event *ev)
         audit_uint(&a, "failed", ev->failed);
         if (ev->unsynced)
             audit_tok(&a, "sync", "failed");
-        break;
+        audit_end(&a);
+        if (user != NULL)
+            guard_note_quit(c->w->srv->set.guard, user, c->sid, ev->deleted, ev->msg);
+        return;
     case POP3_EVENT_CLEARTEXT:
         /* Credentials offered in clear text: the guard alerts on these. */
         audit_conn(&a, c, "warning", "auth_fail");
@@ -241,7 +287,9 @@ static void io_event(void *ctx, const struct pop3_event *ev)
         audit_tok(&a, "mech", ev->mech);
         audit_tok(&a, "tls", "no");
         audit_str(&a, "reason", "cleartext");
-        break;
+        audit_end(&a);
+        guard_note_cleartext(c->w->srv->set.guard, c->ip, ev->user, ev->mech);
+        return;
     default:
         return;
     }
@@ -374,6 +422,7 @@ static void deliver_result(struct conn *c)
     job->mb = NULL;
     if (result == POP3_AUTH_OK) {
         c->logged_in = true;
+        guard_conn_authenticated(c->w->srv->set.guard, (const struct sockaddr *)&c->addr);
         evtimer_del(c->login_timer);
         if (job->req.mech == AUTH_MECH_SCRAM_PROOF)
             pop3_session_scram_signature(c->session, job->req.scram_sig);
@@ -382,6 +431,12 @@ static void deliver_result(struct conn *c)
     }
     job_free(&c->job);
     pop3_session_auth_done(c->session, result, mb);
+    /* Parallel guessing on one connection ends here (the delay already
+     * applies per address). */
+    if (result == POP3_AUTH_FAIL && c->auth_failures >= c->w->srv->set.max_auth_failures) {
+        conn_close_after_flush(c, "too many failed logins");
+        return;
+    }
     process_input(c);
 }
 
@@ -403,6 +458,8 @@ static const char *result_reason(const struct login_job *job)
         return job->req.status == AUTH_TEMPFAIL ? "passdb unavailable" : "mailbox unavailable";
     case POP3_AUTH_PERMFAIL:
         return "mailbox unusable";
+    case POP3_AUTH_LOGIN_DELAY:
+        return "login delay";
     default:
         return job->req.reason;
     }
@@ -429,6 +486,26 @@ void conn_login_done(struct login_job *job)
         process_input(c);
         return;
     }
+    struct guard_attempt at = {
+        .sa = (const struct sockaddr *)&c->addr,
+        .ip = c->ip,
+        .user = job->req.user,
+        .pair = job->pair,
+        .ok = job->result == POP3_AUTH_OK,
+        .failure = job->result == POP3_AUTH_FAIL,
+        .now = time(NULL),
+    };
+    struct guard_decision d;
+    guard_login(c->w->srv->set.guard, &at, &d);
+    if (d.banned)
+        server_drop_net(c->w->srv, &d.net);
+    if (d.too_soon) {
+        /* RFC 2449 LOGIN-DELAY: right credentials, too soon. */
+        mailbox_close(&job->mb);
+        job->result = POP3_AUTH_LOGIN_DELAY;
+    }
+    if (job->result == POP3_AUTH_FAIL)
+        c->auth_failures++;
     const char *reason = result_reason(job);
     audit_conn(&a, c, "info", reason == NULL ? "auth_ok" : "auth_fail");
     audit_str(&a, "user", job->req.user);
@@ -440,10 +517,9 @@ void conn_login_done(struct login_job *job)
         audit_str(&a, "reason", reason);
     audit_end(&a);
 
-    if (job->result == POP3_AUTH_FAIL) {
+    {
         /* A guesser waits; the answer is the same for every failure. */
-        unsigned ms =
-            guard_failure_delay_ms(c->w->srv->set.guard, (const struct sockaddr *)&c->addr);
+        unsigned ms = d.delay_ms;
         if (ms > 0) {
             struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
             if (c->delay_timer == NULL)
@@ -734,7 +810,7 @@ static void conn_free(struct conn *c, const char *reason)
         w->conns = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
-    guard_conn_close(w->srv->set.guard, (const struct sockaddr *)&c->addr);
+    guard_conn_close(w->srv->set.guard, (const struct sockaddr *)&c->addr, c->logged_in);
     /* Ends the session: an open mailbox is closed, nothing is removed. */
     pop3_session_destroy(&c->session);
     bufferevent_free(c->bev);
@@ -756,6 +832,27 @@ void conn_close_all(struct worker *w)
         conn_free(w->conns, "server shutdown");
 }
 
+void conn_drop_net(struct worker *w, const struct guard_net *net)
+{
+    static const char msg[] =
+        "-ERR [SYS/TEMP] Too many failed logins from your network, try again later\r\n";
+    struct guard *g = w->srv->set.guard;
+
+    for (struct conn *c = w->conns; c != NULL; c = c->next) {
+        struct guard_net n;
+        /* One with a login under way keeps it (its job must come back to
+         * it); the three-failure limit ends it soon. */
+        if (c->logged_in || c->closing || c->zombie || c->job != NULL)
+            continue;
+        guard_net_of(g, (const struct sockaddr *)&c->addr, &n);
+        if (!guard_net_equal(&n, net))
+            continue;
+        if (!c->handshaking)
+            bufferevent_write(c->bev, msg, sizeof(msg) - 1);
+        conn_close_after_flush(c, "banned");
+    }
+}
+
 /* 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
 static bool is_loopback(const struct sockaddr *sa)
 {
@@ -768,9 +865,43 @@ static bool is_loopback(const struct sockaddr *sa)
     return false;
 }
 
-void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen, bool tls)
+/* A connection the guard turned away: one line of explanation (in clear
+ * text, also on the POP3S port: it is all the client can be told) and, for
+ * the cases an operator wants to see, an audit line. */
+static void refuse(int fd, const struct sockaddr *sa, enum guard_verdict v)
 {
     static const char full[] = "-ERR [SYS/TEMP] Too many connections, try again later\r\n";
+    static const char banned[] =
+        "-ERR [SYS/TEMP] Too many failed logins from your network, try again later\r\n";
+    static const char preauth[] =
+        "-ERR [SYS/TEMP] Too many connections not logged in from your address\r\n";
+    const char *msg = v == GUARD_BANNED ? banned : v == GUARD_TOO_MANY_PREAUTH ? preauth : full;
+
+    if (send(fd, msg, strlen(msg), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+        /* The client goes away without the explanation. */
+    }
+    close(fd);
+    if (v == GUARD_BANNED || v == GUARD_TOO_MANY_PREAUTH) {
+        char ip[INET6_ADDRSTRLEN] = "";
+        unsigned port = 0;
+        if (sa->sa_family == AF_INET6) {
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof(ip));
+            port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+        } else if (sa->sa_family == AF_INET) {
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof(ip));
+            port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+        }
+        struct audit_line a;
+        audit_begin(&a, "warning", "refused");
+        audit_tok(&a, "ip", ip);
+        audit_uint(&a, "port", port);
+        audit_str(&a, "reason", v == GUARD_BANNED ? "banned" : "too many unauthenticated");
+        audit_end(&a);
+    }
+}
+
+void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen, bool tls)
+{
     struct server *srv = w->srv;
     const struct net_settings *set = &srv->set;
     struct conn *c;
@@ -781,12 +912,9 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen,
     enum guard_verdict v = guard_conn_open(set->guard, sa);
     c = v == GUARD_ACCEPT ? calloc(1, sizeof(*c)) : NULL;
     if (c == NULL) {
-        if (send(fd, full, sizeof(full) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
-            /* The client goes away without the explanation. */
-        }
-        close(fd);
+        refuse(fd, sa, v);
         if (v == GUARD_ACCEPT)
-            guard_conn_close(set->guard, sa);
+            guard_conn_close(set->guard, sa, false);
         return;
     }
     c->w = w;
@@ -838,6 +966,8 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen,
         .secure = set->allow_plaintext_loopback && is_loopback(sa),
         .require_tls = set->require_tls,
         .sasl_mechs = set->sasl_mechs,
+        .max_bad_commands = set->max_bad_commands,
+        .login_delay = set->login_delay,
     };
     if (c->bev != NULL && c->login_timer != NULL)
         c->session = pop3_session_new(&ps, &conn_io, c);
@@ -852,7 +982,7 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen,
         pop3_session_destroy(&c->session);
         free(c->apop_ts);
         free(c);
-        guard_conn_close(set->guard, sa);
+        guard_conn_close(set->guard, sa, false);
         return;
     }
     c->next = w->conns;

@@ -181,6 +181,37 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+struct drop_job {
+    struct worker *w;
+    struct guard_net net;
+};
+
+static void drop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct drop_job *j = arg;
+
+    (void)fd;
+    (void)what;
+    conn_drop_net(j->w, &j->net);
+    free(j);
+}
+
+void server_drop_net(struct server *srv, const struct guard_net *net)
+{
+    static const struct timeval now = {0, 0};
+
+    for (unsigned i = 0; i < srv->n_workers; i++) {
+        struct drop_job *j = malloc(sizeof(*j));
+        if (j == NULL)
+            continue;
+        j->w = &srv->workers[i];
+        j->net = *net;
+        /* Each I/O thread closes its own connections. */
+        if (event_base_once(j->w->base, -1, EV_TIMEOUT, drop_cb, j, &now) < 0)
+            free(j);
+    }
+}
+
 void worker_post(struct worker *w, struct login_job *job)
 {
     pthread_mutex_lock(&w->done_mutex);

@@ -12,6 +12,7 @@
 
 #include "auth/auth.h"
 #include "daemon/defaults.h"
+#include "guard/guard.h"
 #include "pop3/pop3.h"
 
 struct conn;
@@ -25,6 +26,7 @@ struct login_job {
     struct conn *conn;
     enum pop3_auth_result result;
     struct mailbox *mb;
+    unsigned char pair[16]; /* keyed hash of (user, secret), for the guard */
     struct login_job *next; /* in the worker's done list */
 };
 
@@ -63,6 +65,8 @@ struct server {
 void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen, bool tls);
 void conn_login_done(struct login_job *job);
 void conn_close_all(struct worker *w);
+/* Closes this worker's unauthenticated connections from the net. */
+void conn_drop_net(struct worker *w, const struct guard_net *net);
 /* Called on a pool thread: queue the job for its connection's worker. */
 void worker_post(struct worker *w, struct login_job *job);
 

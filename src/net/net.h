@@ -29,7 +29,10 @@ struct net_settings {
     struct tls *tls; /* NULL: no TLS (no STLS, no POP3S listeners) */
     bool require_tls;
     bool allow_plaintext_loopback;
-    unsigned sasl_mechs; /* POP3_MECH_BIT()s offered by AUTH */
+    unsigned sasl_mechs;        /* POP3_MECH_BIT()s offered by AUTH */
+    unsigned max_auth_failures; /* per connection, then it is closed */
+    unsigned max_bad_commands;
+    unsigned login_delay;
 };
 
 struct server;
@@ -46,5 +49,8 @@ int server_start(struct server *srv, struct auth *auth, struct pool *pool, const
  * threads. Call from the main thread. */
 void server_stop(struct server *srv);
 void server_free(struct server **srv);
+/* Ends the unauthenticated sessions of a banned net on every I/O thread. */
+struct guard_net;
+void server_drop_net(struct server *srv, const struct guard_net *net);
 
 #endif

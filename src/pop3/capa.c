@@ -1,6 +1,7 @@
 /* The CAPA answer (RFC 2449): what this session can do in its state. */
 #include "pop3/pop3-private.h"
 
+#include <stdio.h>
 #include <string.h>
 
 void capa_write(struct pop3_session *s)
@@ -46,6 +47,10 @@ void capa_write(struct pop3_session *s)
             buf[n++] = '\r';
             buf[n++] = '\n';
         }
+    }
+    if (s->set.login_delay > 0) {
+        /* RFC 2449 section 6.5: the delay, in the state it applies to. */
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "LOGIN-DELAY %u\r\n", s->set.login_delay);
     }
     LINE("IMPLEMENTATION Postern");
     LINE(".");

@@ -80,6 +80,8 @@ static enum cmd_result cmd_user(struct pop3_session *s, const struct pop3_args *
 {
     if (session_cleartext_refused(s, "USER", a->arg[0], a->len[0]))
         return CMD_ERR;
+    if (session_name_attack(s, a->arg[0], a->len[0]))
+        return CMD_DONE;
     if (a->len[0] > POP3_USER_MAX) {
         s->have_user = false;
         return ERR("User name too long");
@@ -122,6 +124,8 @@ static enum cmd_result cmd_apop(struct pop3_session *s, const struct pop3_args *
         return ERR("APOP is not enabled on this server");
     if (session_cleartext_refused(s, "APOP", a->arg[0], a->len[0]))
         return CMD_ERR;
+    if (session_name_attack(s, a->arg[0], a->len[0]))
+        return CMD_DONE;
     if (a->len[0] > POP3_USER_MAX)
         return ERR("User name too long");
     if (a->len[1] != 32)
@@ -163,8 +167,11 @@ static enum cmd_result cmd_quit(struct pop3_session *s, const struct pop3_args *
      * promise (a client keeps its copies either way). */
     bool unsynced = deleted > 0 && mailbox_expunge_commit(s->mb, &error) < 0;
     if (s->io->event != NULL) {
-        struct pop3_event ev = {
-            .type = POP3_EVENT_QUIT, .deleted = deleted, .failed = failed, .unsynced = unsynced};
+        struct pop3_event ev = {.type = POP3_EVENT_QUIT,
+                                .msg = s->count,
+                                .deleted = deleted,
+                                .failed = failed,
+                                .unsynced = unsynced};
         s->io->event(s->ctx, &ev);
     }
     if (failed > 0)

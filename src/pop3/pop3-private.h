@@ -76,6 +76,7 @@ struct pop3_session {
     bool tls_pending; /* STLS answered, handshake not done */
     bool auth_pending;
     bool closed;
+    unsigned bad_commands;
     bool have_user;
     char user[POP3_USER_MAX + 1];
 
@@ -123,6 +124,14 @@ static inline bool session_is_deleted(const struct pop3_session *s, unsigned i)
  * fills s->reply; true when the command must be refused. */
 bool session_cleartext_refused(struct pop3_session *s, const char *mech, const char *user,
                                size_t len);
+/* Protocol abuse: -ERR, the ATTACK event, and the end of the session. */
+void session_attack(struct pop3_session *s, const char *what);
+/* A user name that is an attack shape (format string, shell or path
+ * characters, overlong): handled with session_attack(); true then. */
+bool session_name_attack(struct pop3_session *s, const char *name, size_t len);
+/* An unknown or malformed command: counted; true when that was one too
+ * many and the session is closed. */
+bool session_bad_command(struct pop3_session *s);
 /* Starts io->auth for a password-like secret. */
 enum cmd_result session_start_auth(struct pop3_session *s, enum pop3_mech mech, const char *secret,
                                    size_t len);

@@ -80,19 +80,21 @@ struct pop3_auth_req {
 
 /* The caller's answer, given to pop3_session_auth_done(). */
 enum pop3_auth_result {
-    POP3_AUTH_OK,       /* mailbox must be non-NULL */
-    POP3_AUTH_FAIL,     /* bad user or password: the same answer for both */
-    POP3_AUTH_DISABLED, /* account exists but may not use POP3 */
-    POP3_AUTH_IN_USE,   /* mailbox locked by another session */
-    POP3_AUTH_TEMPFAIL, /* passdb or mailbox temporarily unusable */
-    POP3_AUTH_PERMFAIL, /* mailbox cannot be used (configuration) */
+    POP3_AUTH_OK,          /* mailbox must be non-NULL */
+    POP3_AUTH_FAIL,        /* bad user or password: the same answer for both */
+    POP3_AUTH_DISABLED,    /* account exists but may not use POP3 */
+    POP3_AUTH_IN_USE,      /* mailbox locked by another session */
+    POP3_AUTH_TEMPFAIL,    /* passdb or mailbox temporarily unusable */
+    POP3_AUTH_PERMFAIL,    /* mailbox cannot be used (configuration) */
+    POP3_AUTH_LOGIN_DELAY, /* right, but sooner than LOGIN-DELAY allows */
 };
 
 enum pop3_event_type {
     POP3_EVENT_RETR,      /* msg, uid, size */
     POP3_EVENT_DELE,      /* msg, uid, size: removed in UPDATE */
-    POP3_EVENT_QUIT,      /* deleted, failed */
+    POP3_EVENT_QUIT,      /* deleted, failed; msg = messages in the mailbox */
     POP3_EVENT_CLEARTEXT, /* credentials offered before TLS: user (may be NULL), mech */
+    POP3_EVENT_ATTACK,    /* protocol abuse; the session closes: what */
 };
 
 struct pop3_event {
@@ -104,6 +106,8 @@ struct pop3_event {
     bool unsynced;    /* QUIT: the removals could not be made durable */
     const char *user; /* CLEARTEXT: the name given, if any */
     const char *mech; /* CLEARTEXT: "USER", "PASS", "APOP", "AUTH" */
+    const char *what; /* ATTACK: "format string", "shell characters", "path characters",
+                         "overlong name", "NUL byte", "overlong line", "bad commands" */
 };
 
 struct pop3_io {
@@ -143,6 +147,9 @@ struct pop3_settings {
     bool secure;                /* counts as TLS without being it (trusted proxy, loopback) */
     bool require_tls;           /* no credentials unless tls or secure */
     unsigned sasl_mechs;        /* POP3_MECH_BIT()s of the SASL mechanisms offered */
+    unsigned max_bad_commands;  /* unknown or malformed commands before the session
+                                   closes; 0 = no limit */
+    unsigned login_delay;       /* LOGIN-DELAY to announce in CAPA (RFC 2449), 0 = none */
 };
 
 struct pop3_session;

@@ -132,7 +132,63 @@ const char *pop3_session_user(const struct pop3_session *s)
 void pop3_session_line_too_long(struct pop3_session *s)
 {
     session_reply(s, "-ERR Line too long");
+    if (s->io->event != NULL) {
+        struct pop3_event ev = {.type = POP3_EVENT_ATTACK, .what = "overlong line"};
+        s->io->event(s->ctx, &ev);
+    }
     session_close(s);
+}
+
+void session_attack(struct pop3_session *s, const char *what)
+{
+    session_reply(s, "-ERR Protocol abuse, closing the connection");
+    if (s->io->event != NULL) {
+        struct pop3_event ev = {.type = POP3_EVENT_ATTACK, .what = what};
+        s->io->event(s->ctx, &ev);
+    }
+    session_close(s);
+}
+
+bool session_name_attack(struct pop3_session *s, const char *name, size_t len)
+{
+    const char *what = NULL;
+
+    if (len > POP3_USER_MAX) {
+        what = "overlong name";
+    } else {
+        unsigned directives = 0;
+        for (size_t i = 0; i < len && what == NULL; i++) {
+            char c = name[i];
+            /* A mail address has none of these; a probe for format string,
+             * shell or path bugs in whatever reads the logs has them. One
+             * "%x" alone may be an old "user%host" route: %n, or two
+             * directives, is a probe. */
+            if (c == '%') {
+                size_t j = i + 1;
+                while (j < len && name[j] >= '0' && name[j] <= '9')
+                    j++;
+                if (j < len && name[j] == 'n')
+                    what = "format string";
+                else if (j < len && strchr("sxdpc", name[j]) != NULL && ++directives >= 2)
+                    what = "format string";
+            } else if (strchr("`$;|&<>", c) != NULL)
+                what = "shell characters";
+            else if (c == '/' || (c == '.' && i + 1 < len && name[i + 1] == '.'))
+                what = "path characters";
+        }
+    }
+    if (what == NULL)
+        return false;
+    session_attack(s, what);
+    return true;
+}
+
+bool session_bad_command(struct pop3_session *s)
+{
+    if (s->set.max_bad_commands == 0 || ++s->bad_commands <= s->set.max_bad_commands)
+        return false;
+    session_attack(s, "bad commands");
+    return true;
 }
 
 /*
@@ -189,18 +245,21 @@ void pop3_session_input(struct pop3_session *s, const char *line, size_t len)
         return;
     }
     if (memchr(line, '\0', len) != NULL) {
-        session_reply(s, "-ERR NUL byte in command");
+        /* No client puts a NUL in a command line. */
+        session_attack(s, "NUL byte");
         return;
     }
     bool too_many;
     size_t n = parse_line(line, len, &args, &too_many);
     if (n == 0) {
-        session_reply(s, "-ERR Empty command");
+        if (!session_bad_command(s))
+            session_reply(s, "-ERR Empty command");
         return;
     }
     cmd = pop3_command_find(line, n);
     if (cmd == NULL) {
-        session_reply(s, "-ERR Unknown command");
+        if (!session_bad_command(s))
+            session_reply(s, "-ERR Unknown command");
         return;
     }
     if ((cmd->states & s->state) == 0) {
@@ -209,14 +268,17 @@ void pop3_session_input(struct pop3_session *s, const char *line, size_t len)
     }
     if (cmd->raw) {
         if (args.rest_len == 0) {
-            session_reply(s, "-ERR %s needs an argument", cmd->name);
+            if (!session_bad_command(s))
+                session_reply(s, "-ERR %s needs an argument", cmd->name);
             return;
         }
     } else if (too_many || args.count > cmd->max_args) {
-        session_reply(s, "-ERR Too many arguments for %s", cmd->name);
+        if (!session_bad_command(s))
+            session_reply(s, "-ERR Too many arguments for %s", cmd->name);
         return;
     } else if (args.count < cmd->min_args) {
-        session_reply(s, "-ERR Missing argument for %s", cmd->name);
+        if (!session_bad_command(s))
+            session_reply(s, "-ERR Missing argument for %s", cmd->name);
         return;
     }
 
@@ -258,6 +320,12 @@ void pop3_session_auth_done(struct pop3_session *s, enum pop3_auth_result result
             break;
         case POP3_AUTH_PERMFAIL:
             session_reply(s, "-ERR [SYS/PERM] Mailbox is not available");
+            break;
+        case POP3_AUTH_LOGIN_DELAY:
+            session_reply(s,
+                          "-ERR [LOGIN-DELAY] Logged in too recently, wait %u seconds "
+                          "between logins",
+                          s->set.login_delay);
             break;
         default:
             session_reply(s, "-ERR [AUTH] Authentication failed");

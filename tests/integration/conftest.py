@@ -167,7 +167,12 @@ DEFAULT_CONFIG = {
         "max_connections_per_ip": "20",
         "max_line": "8192",
     },
-    "guard": {"failure_delay": "0"},
+    # The tests of other features make many failures and bad commands from
+    # 127.0.0.1 on purpose; tests/integration/test_guard.py turns the
+    # defence on.
+    "guard": {"failure_delay": "0", "max_preauth_per_ip": "1000",
+              "max_auth_failures": "100", "max_bad_commands": "0", "ban_after": "0",
+              "account_failures": "0"},
     "log": {"audit": "audit.log"},
 }
 
@@ -434,9 +439,13 @@ def server(site, start_server):
 class Client:
     """A POP3 client on a raw socket: exact bytes, explicit timeouts."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=10.0, greeting=True, rcvbuf=None):
+    def __init__(self, port, host="127.0.0.1", timeout=10.0, greeting=True, rcvbuf=None,
+                 source=None):
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
+        if source is not None:
+            # Another loopback address (127.0.0.x): another client network.
+            self.sock.bind((source, 0))
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)

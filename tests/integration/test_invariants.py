@@ -595,8 +595,10 @@ def test_inv7_digest_uids_for_long_or_odd_names(site, start_server):
 
 COMMANDS = ["USER", "PASS", "APOP", "CAPA", "STAT", "LIST", "UIDL", "RETR", "TOP",
             "DELE", "NOOP", "RSET", "AUTH", "STLS", "XTND", "LAST", "user", "rEtR"]
+# No NUL and no name over 255 characters here: those end the session as
+# protocol abuse (garbage_nul checks that).
 ARGS = ["", " 1", " 0", " 1 0", " 1 2 3", " x", " -1", " 1x", " 4294967296",
-        " 99999999999999999999999999", " 18446744073709551616", " \x00", " " + "9" * 300,
+        " 99999999999999999999999999", " 18446744073709551616", " " + "9" * 250,
         "  1", " 1 ", "\t1"]
 
 
@@ -654,7 +656,8 @@ def garbage_random(srv, seed):
         t = threading.Thread(target=drain, args=(c.sock, got, stop), daemon=True)
         t.start()
         for _ in range(16):
-            c.send(rnd.randbytes(8192))
+            # NUL bytes would end the session at once (garbage_nul).
+            c.send(rnd.randbytes(8192).replace(b"\x00", b"\x01"))
         c.send(b"\r\nQUIT\r\n")
         t.join(20)
         stop.set()
@@ -667,15 +670,21 @@ def garbage_random(srv, seed):
 
 
 def garbage_nul(srv):
+    """A NUL byte is protocol abuse: -ERR, and the session ends, removing
+    nothing."""
+    for line in (b"\x00", b"\x00\x00\x00", b"US\x00ER alice", b"USER al\x00ice",
+                 b"USER alice\x00", b"\x00USER alice"):
+        with srv.client() as c:
+            assert c.cmd(line) == "-ERR Protocol abuse, closing the connection", line
+            c.wait_closed()
+    for line in (b"RETR \x001", b"STAT\x00", b"DELE 1\x00"):
+        with srv.client() as c:
+            c.login("carol", "pw3")
+            assert c.cmd(line) == "-ERR Protocol abuse, closing the connection", line
+            c.wait_closed()
     with srv.client() as c:
-        for line in (b"\x00", b"\x00\x00\x00", b"US\x00ER alice", b"USER al\x00ice",
-                     b"USER alice\x00", b"\x00USER alice"):
-            assert c.cmd(line).startswith("-ERR"), line
         c.login("carol", "pw3")
-        for line in (b"RETR \x001", b"STAT\x00", b"DELE 1\x00"):
-            assert c.cmd(line).startswith("-ERR"), line
         assert c.stat()[0] == 1  # the NUL DELE did nothing
-        c.ok("RSET")
         c.close()
 
 

@@ -232,17 +232,79 @@ static void test_user_arguments(void **state)
     line[260] = '\0';
     expect_cmd(f, line, "+OK Send PASS\r\n");
     assert_int_equal(strlen(pop3_session_user(f->s)), 255);
-    line[260] = 'x';
-    line[261] = '\0';
-    expect_cmd(f, line, "-ERR User name too long\r\n");
-    /* The name given before is forgotten. */
-    assert_null(pop3_session_user(f->s));
-    expect_cmd(f, "PASS x", "-ERR Send USER first\r\n");
     /* Several spaces separate like one. */
     expect_cmd(f, "USER   bob", "+OK Send PASS\r\n");
     assert_string_equal(pop3_session_user(f->s), "bob");
     expect_cmd(f, "USER carol ", "+OK Send PASS\r\n");
     assert_string_equal(pop3_session_user(f->s), "carol");
+    /* Longer is not a name but a probe: the session ends, reporting it. */
+    line[260] = 'x';
+    line[261] = '\0';
+    expect_cmd(f, line, "-ERR Protocol abuse, closing the connection\r\n");
+    assert_int_equal(f->io.closes, 1);
+    assert_int_equal(f->io.n_events, 1);
+    assert_int_equal(f->io.events[0].type, POP3_EVENT_ATTACK);
+}
+
+static void test_attack_shapes_in_names(void **state)
+{
+    struct fx *f = *state;
+    static const char *const probes[][2] = {
+        {"USER %n%n%n", "format string"},      {"USER %s%s", "format string"},
+        {"USER a;reboot", "shell characters"}, {"USER $(id)", "shell characters"},
+        {"USER `id`", "shell characters"},     {"USER ../../etc/passwd", "path characters"},
+        {"USER a/b", "path characters"},
+    };
+
+    /* Names that only look odd are names. */
+    expect_cmd(f, "USER user%host@relay.example", "+OK Send PASS\r\n");
+    expect_cmd(f, "USER first.last+tag@example.org", "+OK Send PASS\r\n");
+    for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
+        struct pop3_session *s = pop3_session_new(&f->set, &f->io.io, &f->io);
+        unsigned closes = f->io.closes, events = f->io.n_events;
+        pop3_session_input(s, probes[i][0], strlen(probes[i][0]));
+        expect(f, "-ERR Protocol abuse, closing the connection\r\n");
+        assert_int_equal(f->io.closes, closes + 1);
+        assert_int_equal(f->io.n_events, events + 1);
+        assert_int_equal(f->io.events[events].type, POP3_EVENT_ATTACK);
+        assert_int_equal(f->io.auth_calls, 0);
+        pop3_session_destroy(&s);
+    }
+}
+
+static void test_bad_commands_limit(void **state)
+{
+    struct fx *f = *state;
+
+    pop3_session_destroy(&f->s);
+    f->set.max_bad_commands = 3;
+    f->s = pop3_session_new(&f->set, &f->io.io, &f->io);
+    expect_cmd(f, "XTND", "-ERR Unknown command\r\n");
+    expect_cmd(f, "", "-ERR Empty command\r\n");
+    expect_cmd(f, "USER", "-ERR Missing argument for USER\r\n");
+    assert_int_equal(f->io.closes, 0);
+    /* Good commands do not reset the count. */
+    expect_cmd(f, "USER alice", "+OK Send PASS\r\n");
+    expect_cmd(f, "LAST", "-ERR Protocol abuse, closing the connection\r\n");
+    assert_int_equal(f->io.closes, 1);
+    assert_int_equal(f->io.events[0].type, POP3_EVENT_ATTACK);
+}
+
+static void test_login_delay(void **state)
+{
+    struct fx *f = *state;
+
+    pop3_session_destroy(&f->s);
+    f->set.login_delay = 900;
+    f->s = pop3_session_new(&f->set, &f->io.io, &f->io);
+    cmd(f, "CAPA");
+    assert_non_null(strstr(f->io.out, "\r\nLOGIN-DELAY 900\r\n"));
+    mock_io_clear(&f->io);
+    expect_cmd(f, "USER alice", "+OK Send PASS\r\n");
+    expect_cmd(f, "PASS secret", "");
+    pop3_session_auth_done(f->s, POP3_AUTH_LOGIN_DELAY, NULL);
+    expect(f, "-ERR [LOGIN-DELAY] Logged in too recently, wait 900 seconds between logins\r\n");
+    assert_int_equal(pop3_session_state(f->s), POP3_STATE_AUTHORIZATION);
 }
 
 static void test_auth_fail_needs_user_again(void **state)
@@ -354,8 +416,9 @@ static void test_apop_user_too_long(void **state)
     int n = snprintf(line, sizeof(line), "APOP ");
     memset(line + n, 'u', 256);
     snprintf(line + n + 256, sizeof(line) - (size_t)n - 256, " c4c9334bac560ecc979e58001b3e22fb");
-    expect_cmd(f, line, "-ERR User name too long\r\n");
+    expect_cmd(f, line, "-ERR Protocol abuse, closing the connection\r\n");
     assert_int_equal(f->io.auth_calls, 0);
+    assert_int_equal(f->io.closes, 1);
 }
 
 static void test_transaction_commands_before_login(void **state)
@@ -404,15 +467,13 @@ static void test_unknown_empty_nul(void **state)
     expect_cmd(f, "   ", "-ERR Empty command\r\n");
     /* A tab is not a separator. */
     expect_cmd(f, "USER\talice", "-ERR Unknown command\r\n");
-    pop3_session_input(f->s, "US\0ER a", 7);
-    expect(f, "-ERR NUL byte in command\r\n");
     expect_cmd(f, "USER a", "+OK Send PASS\r\n");
-    /* A NUL inside a password is refused before anything is checked. */
+    /* A NUL inside a password is refused before anything is checked, and
+     * ends the session: no client sends one. */
     pop3_session_input(f->s, "PASS se\0cret", 12);
-    expect(f, "-ERR NUL byte in command\r\n");
+    expect(f, "-ERR Protocol abuse, closing the connection\r\n");
     assert_int_equal(f->io.auth_calls, 0);
-    assert_true(pop3_session_wants_input(f->s));
-    assert_int_equal(f->io.closes, 0);
+    assert_int_equal(f->io.closes, 1);
 }
 
 static void test_case_insensitive(void **state)
@@ -1327,6 +1388,9 @@ int main(void)
         T(test_transaction_commands_before_login),
         T(test_authorization_commands_after_login),
         T(test_unknown_empty_nul),
+        T(test_attack_shapes_in_names),
+        T(test_bad_commands_limit),
+        T(test_login_delay),
         T(test_case_insensitive),
         T(test_stat_dele_rset),
         T(test_list),

@@ -97,6 +97,19 @@ static void fail(struct pop3_session *s, const char *fmt, const char *detail)
         session_reply(s, "%s", fmt);
 }
 
+/* Takes the name unless it is an attack shape (which ends the session). */
+static bool take_user(struct pop3_session *s, const char *user, size_t len)
+{
+    if (session_name_attack(s, user, len)) {
+        sasl_reset(s);
+        return false;
+    }
+    memcpy(s->user, user, len);
+    s->user[len] = '\0';
+    s->have_user = true;
+    return true;
+}
+
 static void set_user(struct pop3_session *s, const char *user, size_t len)
 {
     memcpy(s->user, user, len);
@@ -119,7 +132,8 @@ static void step_plain(struct pop3_session *s, const char *in, size_t len)
         fail(s, "-ERR [AUTH] Authorization identity must be empty or the user name", NULL);
         return;
     }
-    set_user(s, p.authcid, p.authcid_len);
+    if (!take_user(s, p.authcid, p.authcid_len))
+        return;
     sasl_reset(s);
     session_start_auth(s, POP3_MECH_PLAIN, p.passwd, p.passwd_len);
 }
@@ -137,7 +151,8 @@ static void step_login(struct pop3_session *s, const char *in, size_t len)
             fail(s, "-ERR Invalid LOGIN user name", NULL);
             return;
         }
-        set_user(s, in, len);
+        if (!take_user(s, in, len))
+            return;
         s->sasl.phase = SASL_LOGIN_PASS;
         send_challenge(s, "Password:", 9);
         return;
@@ -199,7 +214,8 @@ static void step_scram_first(struct pop3_session *s, const char *in, size_t len)
     }
     memcpy(x->messages, cf.bare, cf.bare_len);
     x->messages_len = cf.bare_len;
-    set_user(s, cf.user, strlen(cf.user));
+    if (!take_user(s, cf.user, strlen(cf.user)))
+        return;
 
     struct pop3_auth_req req = {.mech = x->mech, .step = POP3_STEP_SCRAM_SALT, .user = s->user};
     s->auth_pending = true;
@@ -300,6 +316,8 @@ static void step_bearer(struct pop3_session *s, const char *in, size_t len)
         fail(s, "-ERR Invalid bearer token response: %s", error);
         return;
     }
+    if (b.user[0] != '\0' && !take_user(s, b.user, strlen(b.user)))
+        return;
     set_user(s, b.user, strlen(b.user));
     s->sasl.phase = SASL_IDLE;
     session_start_auth(s, s->sasl.mech, b.token, b.token_len);
@@ -444,6 +462,8 @@ enum cmd_result sasl_cmd_auth(struct pop3_session *s, const struct pop3_args *a)
         return CMD_ERR;
     int m = pop3_mech_lookup(a->arg[0], a->len[0]);
     if (m < 0 || !sasl_mech_usable(s, (enum pop3_mech)m)) {
+        if (session_bad_command(s))
+            return CMD_DONE;
         snprintf(s->reply, sizeof(s->reply), "Unsupported authentication mechanism");
         return CMD_ERR;
     }
