@@ -64,6 +64,9 @@ struct config {
     /* [guard] */
     unsigned failure_delay;
 
+    /* [metrics] */
+    char *metrics_listen; /* ADDRESS:PORT of the Prometheus endpoint; NULL: off */
+
     /* [log] */
     char *audit; /* "stderr", "syslog" or an absolute path */
 
