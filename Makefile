@@ -12,7 +12,7 @@ DESTDIR ?=
 CC      ?= gcc
 PYTHON  ?= /usr/bin/python3
 
-PKGS     := libevent_core libevent_pthreads libevent_openssl openssl inih libxcrypt libargon2
+PKGS     := libevent_core libevent_pthreads libevent_openssl libevent_extra openssl inih libxcrypt libargon2
 # The password policy and QR codes are the CLI's alone: the server does not load them.
 CLI_PKGS := pwquality libqrencode
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(CLI_PKGS) 2>/dev/null)

@@ -15,7 +15,18 @@
 #include "guard/guard.h"
 #include "pop3/pop3.h"
 
-enum key_type { T_STR, T_PATH, T_UINT, T_BOOL, T_LISTEN, T_LOG, T_TEXT, T_TLS_VERSION, T_MECHS };
+enum key_type {
+    T_STR,
+    T_PATH,
+    T_UINT,
+    T_BOOL,
+    T_LISTEN,
+    T_LOG,
+    T_TEXT,
+    T_TLS_VERSION,
+    T_MECHS,
+    T_ADDRESS
+};
 
 struct key {
     const char *section;
@@ -80,6 +91,7 @@ static const struct key keys[] = {
     {"guard", "download_window", T_UINT, OFF(download_window), 1, 86400 * 7, false},
     {"guard", "mass_delete_messages", T_UINT, OFF(mass_delete_messages), 0, 100000000, false},
     {"guard", "mass_delete_percent", T_UINT, OFF(mass_delete_percent), 0, 100, false},
+    {"metrics", "listen", T_ADDRESS, OFF(metrics_listen), 0, 0, false},
     {"log", "audit", T_LOG, OFF(audit), 0, 0, false},
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -184,6 +196,26 @@ static char *resolve(const struct config *cfg, const char *value)
     return s;
 }
 
+/* One ADDRESS:PORT, from s to e, of the value of key k. */
+static bool address_ok(struct parse_ctx *p, const struct key *k, const char *value, const char *s,
+                       const char *e)
+{
+    const char *colon = memrchr(s, ':', (size_t)(e - s));
+    if (colon == NULL || colon + 1 == e || (s[0] == '[' && colon[-1] != ']') ||
+        (s[0] != '[' && memchr(s, ':', (size_t)(colon - s)) != NULL)) {
+        fail(p, k->section, k->name,
+             "\"%s\": expected ADDRESS:PORT, with IPv6 addresses in brackets", value);
+        return false;
+    }
+    uint64_t port;
+    const char *error;
+    if (str_parse_u64(colon + 1, (size_t)(e - colon - 1), 65535, &port, &error) < 0 || port == 0) {
+        fail(p, k->section, k->name, "\"%s\": port must be 1-65535", value);
+        return false;
+    }
+    return true;
+}
+
 static int set_listen(struct parse_ctx *p, const struct key *k, const char *value)
 {
     struct config *cfg = p->cfg;
@@ -208,20 +240,8 @@ static int set_listen(struct parse_ctx *p, const struct key *k, const char *valu
             fail(p, k->section, k->name, "empty address in list \"%s\"", value);
             return 0;
         }
-        const char *colon = memrchr(s, ':', (size_t)(e - s));
-        if (colon == NULL || colon + 1 == e || (s[0] == '[' && colon[-1] != ']') ||
-            (s[0] != '[' && memchr(s, ':', (size_t)(colon - s)) != NULL)) {
-            fail(p, k->section, k->name,
-                 "\"%s\": expected ADDRESS:PORT, with IPv6 addresses in brackets", value);
+        if (!address_ok(p, k, value, s, e))
             return 0;
-        }
-        uint64_t port;
-        const char *error;
-        if (str_parse_u64(colon + 1, (size_t)(e - colon - 1), 65535, &port, &error) < 0 ||
-            port == 0) {
-            fail(p, k->section, k->name, "\"%s\": port must be 1-65535", value);
-            return 0;
-        }
         if (*n == MAX_LISTEN) {
             fail(p, k->section, k->name, "more than %s addresses", "32");
             return 0;
@@ -270,6 +290,16 @@ static int handler(void *user, const char *section, const char *name, const char
     switch (k->type) {
     case T_LISTEN:
         return set_listen(p, k, value);
+    case T_ADDRESS:
+        if (value[0] == '\0' || strchr(value, ',') != NULL) {
+            fail(p, section, name, "\"%s\": expected one ADDRESS:PORT", value);
+            return 0;
+        }
+        if (!address_ok(p, k, value, value, value + strlen(value)))
+            return 0;
+        free(*(char **)field);
+        *(char **)field = strdup(value);
+        return 1;
     case T_TEXT:
         if (strlen(value) < k->min || strlen(value) > k->max || strpbrk(value, "\r\n") != NULL) {
             fail(p, section, name, "must be 1-200 printable characters%s", "");
@@ -588,7 +618,7 @@ void config_free(struct config *cfg)
         free(cfg->listen_tls[i]);
     for (size_t i = 0; i < N_KEYS; i++) {
         if (keys[i].type == T_STR || keys[i].type == T_PATH || keys[i].type == T_LOG ||
-            keys[i].type == T_TEXT) {
+            keys[i].type == T_ADDRESS || keys[i].type == T_TEXT) {
             char **f = (char **)((char *)cfg + keys[i].offset);
             free(*f);
         }

@@ -78,6 +78,9 @@ struct config {
     unsigned download_messages, download_mbytes, download_window;
     unsigned mass_delete_messages, mass_delete_percent;
 
+    /* [metrics] */
+    char *metrics_listen; /* ADDRESS:PORT of the Prometheus endpoint; NULL: off */
+
     /* [log] */
     char *audit; /* "stderr", "syslog" or an absolute path */
 

@@ -26,6 +26,7 @@
 #include "guard/guard.h"
 #include "lib/log.h"
 #include "lib/pool.h"
+#include "net/metrics_http.h"
 #include "net/net.h"
 #include "net/tls.h"
 #include "store/store.h"
@@ -177,6 +178,7 @@ int main(int argc, char **argv)
     const char *config_path = NULL, *error;
     bool foreground = false;
     struct config cfg;
+    struct metrics_http *metrics = NULL;
     char err[1024];
     int opt, status = 1;
 
@@ -309,6 +311,11 @@ int main(int argc, char **argv)
             goto out_srv;
         }
     }
+    if (cfg.metrics_listen != NULL &&
+        (metrics = metrics_http_new(cfg.metrics_listen, &error)) == NULL) {
+        log_error("%s: %s", config_where(&cfg, "metrics", "listen"), error);
+        goto out_srv;
+    }
     /* Fork before any thread exists; errors up to here reach the terminal. */
     if (!foreground) {
         if (daemonize() < 0) {
@@ -336,6 +343,10 @@ int main(int argc, char **argv)
     }
     if (configure_auth(&cfg, auth, &second) < 0)
         goto out_pool;
+    if (metrics != NULL && metrics_http_start(metrics, &error) < 0) {
+        log_error("%s: %s", config_where(&cfg, "metrics", "listen"), error);
+        goto out_pool;
+    }
     if (server_start(srv, auth, pool, &error) < 0) {
         log_error("cannot start: %s", error);
         goto out_pool;
@@ -350,12 +361,15 @@ int main(int argc, char **argv)
     struct event *tick = event_new(base, -1, EV_PERSIST, tick_cb, guard);
     struct timeval every = {5, 0};
     event_add(tick, &every);
+    if (metrics != NULL)
+        log_info("metrics: http://%s/metrics", cfg.metrics_listen);
     log_info("ready: %u I/O threads, %u listening sockets", threads,
              cfg.n_listen + cfg.n_listen_tls);
     event_base_dispatch(base);
 
     /* Sessions end without removing anything; then login jobs still in
      * the pool finish and are dropped by server_free. */
+    metrics_http_free(&metrics);
     server_stop(srv);
     pool_destroy(&pool);
     event_free(sigterm);
@@ -374,6 +388,7 @@ out_pool:
     pool_destroy(&pool);
     auth_cache_free(&cache);
 out_srv:
+    metrics_http_free(&metrics);
     server_free(&srv);
 out_db:
     tls_free(&tls);

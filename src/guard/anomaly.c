@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "guard/audit.h"
+#include "guard/metrics.h"
 #include "lib/log.h"
 
 extern char **environ;
@@ -151,6 +152,7 @@ void guard_alert(struct guard *g, const char *kind, const char *subject, const c
 
     if (!alert_due(g, kind, subject, now))
         return;
+    metrics_alert(kind);
     audit_begin(&a, strcmp(kind, "new_location") == 0 ? "info" : "warning", "alert");
     audit_tok(&a, "kind", kind);
     audit_str(&a, "subject", subject);

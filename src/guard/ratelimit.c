@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "guard/audit.h"
+#include "guard/metrics.h"
 #include "lib/log.h"
 
 /* IPv4 and IPv4-mapped IPv6 addresses become the same 16-byte key. */
@@ -293,6 +294,7 @@ static void bans_load(struct guard *g, time_t now)
             n->banned_until = (time_t)until;
             n->last_seen = now;
             g->bans++;
+            metrics_ban_active(1);
         }
     }
     fclose(f);
@@ -538,6 +540,7 @@ void guard_login(struct guard *g, const struct guard_attempt *at, struct guard_d
             if (s->ban_after > 0 && fails >= s->ban_after && nn->banned_until <= now) {
                 nn->banned_until = now + s->ban_time;
                 g->bans++;
+                metrics_ban_active(1);
                 d->banned = true;
                 nn->n_fail = 0;
             }
@@ -668,6 +671,7 @@ void guard_expire(struct guard *g, time_t now)
             if (n->banned_until != 0 && n->banned_until <= now) {
                 n->banned_until = 0;
                 g->bans--;
+                metrics_ban_active(-1);
                 changed = true;
                 if (n_lifted < 16)
                     guard_net_format(g, &n->net, lifted[n_lifted++], sizeof(lifted[0]));

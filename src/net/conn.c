@@ -26,6 +26,7 @@
 
 #include "guard/audit.h"
 #include "guard/guard.h"
+#include "guard/metrics.h"
 #include "lib/log.h"
 #include "net/tls.h"
 #include "store/store.h"
@@ -47,6 +48,7 @@ struct conn {
     bool eof;     /* the client will send nothing more */
     bool logged_in;
     bool tls;                 /* the transport is TLS (POP3S, or after STLS) */
+    bool pop3s;               /* accepted on a listen_tls address */
     bool handshaking;         /* TLS handshake under way: nothing can be said */
     bool starttls;            /* STLS answered: switch once its line is consumed */
     bool session_started;     /* greeting sent (POP3S: after the handshake) */
@@ -57,6 +59,7 @@ struct conn {
     unsigned auth_failures;
     uint64_t bytes_in, bytes_out;
     time_t started;
+    uint64_t auth_started; /* metrics_now_usec() when credentials went to the verifier */
     char *apop_ts;
     struct evbuffer_iovec resv; /* output space lent to the session */
     struct conn *prev, *next;
@@ -184,6 +187,7 @@ static void io_auth(void *ctx, const struct pop3_auth_req *r)
     pair_hash(r->user, r->secret, r->secret_len, job->pair);
     job->req.apop_timestamp = c->apop_ts;
     job->req.callback = job_auth_done;
+    c->auth_started = metrics_now_usec();
     c->job = job;
     c->in_pool = true;
     auth_request(c->w->srv->set.auth, &job->req);
@@ -251,6 +255,7 @@ static void io_event(void *ctx, const struct pop3_event *ev)
     struct audit_line a;
     const char *user = pop3_session_user(c->session);
 
+    metrics_pop3_event(ev);
     switch (ev->type) {
     case POP3_EVENT_RETR:
     case POP3_EVENT_DELE:
@@ -431,6 +436,7 @@ static void deliver_result(struct conn *c)
     }
     job_free(&c->job);
     pop3_session_auth_done(c->session, result, mb);
+    metrics_session_state(POP3_STATE_AUTHORIZATION, pop3_session_state(c->session));
     /* Parallel guessing on one connection ends here (the delay already
      * applies per address). */
     if (result == POP3_AUTH_FAIL && c->auth_failures >= c->w->srv->set.max_auth_failures) {
@@ -506,6 +512,7 @@ void conn_login_done(struct login_job *job)
     }
     if (job->result == POP3_AUTH_FAIL)
         c->auth_failures++;
+    metrics_login(c->mech, job->result, metrics_now_usec() - c->auth_started);
     const char *reason = result_reason(job);
     audit_conn(&a, c, "info", reason == NULL ? "auth_ok" : "auth_fail");
     audit_str(&a, "user", job->req.user);
@@ -613,6 +620,7 @@ static void tls_established(struct conn *c)
 
     c->handshaking = false;
     c->tls = true;
+    metrics_conn_tls(c->pop3s);
     audit_conn(&a, c, "info", "tls");
     audit_tok(&a, "version", SSL_get_version(ssl));
     audit_tok(&a, "cipher", SSL_get_cipher_name(ssl));
@@ -668,7 +676,9 @@ static void process_input(struct conn *c)
         size_t total = (size_t)eol.pos + eol_len;
         char *line = (char *)evbuffer_pullup(in, (ssize_t)total);
         c->bytes_in += total;
+        uint64_t t0 = metrics_now_usec();
         pop3_session_input(c->session, line, (size_t)eol.pos);
+        metrics_command(line, (size_t)eol.pos, metrics_now_usec() - t0);
         /* The line may have been a password. */
         explicit_bzero(line, total);
         evbuffer_drain(in, total);
@@ -811,6 +821,8 @@ static void conn_free(struct conn *c, const char *reason)
     if (c->next != NULL)
         c->next->prev = c->prev;
     guard_conn_close(w->srv->set.guard, (const struct sockaddr *)&c->addr, c->logged_in);
+    metrics_conn_close(c->pop3s, c->tls);
+    metrics_session_state(pop3_session_state(c->session), METRICS_NO_SESSION);
     /* Ends the session: an open mailbox is closed, nothing is removed. */
     pop3_session_destroy(&c->session);
     bufferevent_free(c->bev);
@@ -989,6 +1001,9 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen,
     if (w->conns != NULL)
         w->conns->prev = c;
     w->conns = c;
+    c->pop3s = tls;
+    metrics_conn_open(tls);
+    metrics_session_state(METRICS_NO_SESSION, POP3_STATE_AUTHORIZATION);
 
     struct timeval login = {set->login_timeout, 0};
     setup_bev(c);

@@ -245,3 +245,22 @@ def test_cleartext_alert(gsite, tls_server):
     time.sleep(0.3)
     # Once per address in the window, not once per command.
     assert len(events(srv, "alert", kind="cleartext")) == 1
+
+
+def test_bans_and_alerts_in_metrics(gsite, start_server):
+    from conftest import free_port
+    from test_metrics import get, scrape
+
+    port = free_port()
+    srv = start_server(**guard_conf(ban_after=2, ban_window=60, ban_time=60),
+                       **{"metrics.listen": f"127.0.0.1:{port}"})
+    before = scrape(port)
+    assert get(before, "postern_bans_active") == 0
+    c = client(srv, source="127.0.8.1")
+    fail(c, pw="a")
+    fail(c, pw="b")
+    srv.wait_audit(lambda e: e.get("event") == "ban")
+    after = scrape(port)
+    assert get(after, "postern_bans_active") == 1
+    assert get(after, "postern_alerts_total", kind="brute_force") == \
+        get(before, "postern_alerts_total", kind="brute_force") + 1
