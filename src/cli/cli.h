@@ -9,6 +9,7 @@
  * temporary failure (retry) from a permanent one (bounce). */
 #define EXIT_USAGE     64
 #define EXIT_DATAERR   65
+#define EXIT_NOINPUT   66
 #define EXIT_NOUSER    67
 #define EXIT_SOFTWARE  70
 #define EXIT_CANTCREAT 73
@@ -23,6 +24,8 @@ int cmd_check(const struct config *cfg, const char *path);
 int cmd_totp(const struct config *cfg, int argc, char **argv);
 int cmd_user_mfa(const struct config *cfg, int argc, char **argv);
 int cmd_app_password(const struct config *cfg, int argc, char **argv);
+/* src/cli/report.c: `postern report`, which needs no configuration. */
+int cmd_report(int argc, char **argv);
 /* Removes every app password of name (for `user del`). */
 int cli_apppass_remove_user(const struct config *cfg, const char *name);
 

@@ -39,6 +39,9 @@ static void usage(FILE *f)
                "                        revoke one\n"
                "  deliver NAME          deliver the message on stdin into NAME's Maildir\n"
                "  check                 validate the configuration and the passwd-file\n"
+               "  report [--since DURATION] [--top N] LOGFILE\n"
+               "                        failed logins, bans, alerts and downloads from the\n"
+               "                        audit log (- for stdin; DURATION 24h (default), 90m, 7d)\n"
                "FILE defaults to $POSTERN_CONFIG, then " DEFAULT_CONFIG ".\n");
 }
 
@@ -79,6 +82,9 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
+    /* The report reads a log file, not the configuration. */
+    if (strcmp(argv[0], "report") == 0)
+        return cmd_report(argc - 1, argv + 1);
     if (path == NULL)
         path = DEFAULT_CONFIG;
     log_init("postern", true);
