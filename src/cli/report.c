@@ -464,7 +464,7 @@ static const char *check_event(const char *event, const struct logfmt *f)
 static bool server_side(const char *reason)
 {
     static const char *const reasons[] = {"mailbox in use", "mailbox unavailable",
-                                          "mailbox unusable", "passdb unavailable"};
+                                          "mailbox unusable", "passdb unavailable", "login delay"};
 
     for (size_t i = 0; reason != NULL && i < sizeof(reasons) / sizeof(reasons[0]); i++)
         if (strcmp(reason, reasons[i]) == 0)
