@@ -518,7 +518,7 @@ void conn_login_done(struct login_job *job)
     audit_str(&a, "user", job->req.user);
     audit_tok(&a, "mech", c->mech);
     if (job->req.factor[0] != '\0')
-        audit_str(&a, "factor", job->req.factor);
+        audit_tok(&a, "factor", job->req.factor);
     audit_tok(&a, "tls", c->tls ? "yes" : "no");
     if (reason != NULL)
         audit_str(&a, "reason", reason);
