@@ -12,7 +12,7 @@
 #define GUARD_RING          100 /* failure times kept: ban_after and account_failures at most */
 #define GUARD_SPRAY_MAX     64
 #define GUARD_ATTACK_MAX    64
-#define GUARD_KNOWN_IPS     16
+#define GUARD_KNOWN_IPS     8
 #define GUARD_KNOWN_IP_DAYS 30
 
 struct ip_node {
@@ -36,7 +36,9 @@ struct net_node {
     struct net_node *next;
 };
 
-struct user_node {
+/* What only an account that fails needs: allocated at its first failure,
+ * so that the accounts that just log in cost little. */
+struct user_fails {
     time_t fail_times[GUARD_RING];
     unsigned n_fail;
     struct {
@@ -44,6 +46,10 @@ struct user_node {
         time_t t;
     } fail_nets[GUARD_ATTACK_MAX];
     unsigned n_fail_nets;
+};
+
+struct user_node {
+    struct user_fails *f; /* NULL until the first failure */
     struct {
         struct guard_net net;
         time_t last_ok;

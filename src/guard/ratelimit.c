@@ -336,6 +336,7 @@ void guard_free(struct guard **gp)
         }
         for (struct user_node *n = g->users[i], *next; n != NULL; n = next) {
             next = n->next;
+            free(n->f);
             free(n);
         }
     }
@@ -486,7 +487,8 @@ void guard_login(struct guard *g, const struct guard_attempt *at, struct guard_d
     memset(d, 0, sizeof(*d));
     guard_net_of(g, at->sa, &d->net);
     pthread_mutex_lock(&g->mutex);
-    struct net_node *nn = guard_net_find(g, &d->net, true);
+    /* Only failures need a network's record; a success only resets one. */
+    struct net_node *nn = guard_net_find(g, &d->net, !at->ok && at->failure);
     struct user_node *u = at->user[0] != '\0' ? guard_user_find(g, at->user, true) : NULL;
     if (nn != NULL)
         nn->last_seen = now;
@@ -498,8 +500,8 @@ void guard_login(struct guard *g, const struct guard_attempt *at, struct guard_d
      * not. */
     if (u != NULL && s->account_failures > 0 && !trusted && !user_knows_net(u, &d->net, now)) {
         unsigned recent = 0;
-        for (unsigned i = 0; i < u->n_fail; i++)
-            recent += u->fail_times[i] > now - (time_t)s->account_window;
+        for (unsigned i = 0; u->f != NULL && i < u->f->n_fail; i++)
+            recent += u->f->fail_times[i] > now - (time_t)s->account_window;
         if (recent >= s->account_failures)
             d->delay_ms = s->failure_delay_max * 1000;
     }
@@ -594,31 +596,34 @@ void guard_login(struct guard *g, const struct guard_attempt *at, struct guard_d
     }
     /* Failures for one account, from anywhere (trusted nets too: the
      * account is what is attacked). */
-    if (!at->ok && at->failure && u != NULL) {
-        ring_add(u->fail_times, &u->n_fail, GUARD_RING, now,
+    if (!at->ok && at->failure && u != NULL && u->f == NULL)
+        u->f = calloc(1, sizeof(*u->f));
+    if (!at->ok && at->failure && u != NULL && u->f != NULL) {
+        struct user_fails *uf = u->f;
+        ring_add(uf->fail_times, &uf->n_fail, GUARD_RING, now,
                  s->account_window > s->alert_window ? s->account_window : s->alert_window);
         if (s->attack_ips > 0) {
             unsigned kept = 0;
             bool seen = false;
-            for (unsigned i = 0; i < u->n_fail_nets; i++) {
-                if (u->fail_nets[i].t <= now - (time_t)s->alert_window)
+            for (unsigned i = 0; i < uf->n_fail_nets; i++) {
+                if (uf->fail_nets[i].t <= now - (time_t)s->alert_window)
                     continue;
-                seen |= guard_net_equal(&u->fail_nets[i].net, &d->net);
-                u->fail_nets[kept++] = u->fail_nets[i];
+                seen |= guard_net_equal(&uf->fail_nets[i].net, &d->net);
+                uf->fail_nets[kept++] = uf->fail_nets[i];
             }
-            u->n_fail_nets = kept;
+            uf->n_fail_nets = kept;
             if (!seen && kept < GUARD_ATTACK_MAX) {
-                u->fail_nets[kept].net = d->net;
-                u->fail_nets[kept].t = now;
-                u->n_fail_nets++;
+                uf->fail_nets[kept].net = d->net;
+                uf->fail_nets[kept].t = now;
+                uf->n_fail_nets++;
             }
-            if (u->n_fail_nets > s->attack_ips && n_alerts < 4) {
+            if (uf->n_fail_nets > s->attack_ips && n_alerts < 4) {
                 struct pending_alert *a = &alerts[n_alerts++];
                 memset(a, 0, sizeof(*a));
                 a->kind = "account_under_attack";
                 snprintf(a->subject, sizeof(a->subject), "%s", at->user);
                 a->k[0] = "ips";
-                snprintf(a->v[0], sizeof(a->v[0]), "%u", u->n_fail_nets);
+                snprintf(a->v[0], sizeof(a->v[0]), "%u", uf->n_fail_nets);
                 a->k[1] = "window";
                 snprintf(a->v[1], sizeof(a->v[1]), "%u", s->alert_window);
             }
@@ -690,8 +695,13 @@ void guard_expire(struct guard *g, time_t now)
                 (u->n_known == 0 && u->last_seen < now - idle - 60 &&
                  u->last_login < now - (time_t)s->login_delay)) {
                 *up = u->next;
+                free(u->f);
                 free(u);
                 continue;
+            }
+            if (u->f != NULL && u->last_seen < now - idle - 60) {
+                free(u->f);
+                u->f = NULL;
             }
             up = &u->next;
         }
