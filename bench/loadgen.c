@@ -46,9 +46,14 @@
 #define IDLE_PARALLEL   128
 #define IDLE_ATTEMPTS   3
 #define MAX_ERROR_LINES 10
+/* guess: a slot turned away waits this long, as a patient attacker would
+ * (reconnecting at once would only measure how fast -ERR greetings come). */
+#define REFUSED_WAIT_NS (1 * NS_PER_S)
+/* --sources: 127.0.0.2 .. 127.0.0.201 */
+#define MAX_SOURCES 200
 
-enum mode { M_LOGIN, M_RETR, M_IDLE, M_BIGBOX, M_RAW };
-static const char *const mode_names[] = {"login", "retr", "idle", "bigbox", "raw"};
+enum mode { M_LOGIN, M_RETR, M_IDLE, M_BIGBOX, M_RAW, M_GUESS };
+static const char *const mode_names[] = {"login", "retr", "idle", "bigbox", "raw", "guess"};
 
 enum step {
     ST_FREE, /* no connection and none coming */
@@ -128,6 +133,7 @@ static struct {
     long long count;
     struct user *users;
     size_t nusers;
+    unsigned sources; /* 0: the kernel picks the source address */
 
     /* run state */
     int ep;
@@ -146,8 +152,11 @@ static struct {
     uint64_t noop_cursor;
     int64_t setup_deadline;
 
+    /* guess: passwords tried so far, numbered */
+    uint64_t guess_seq;
+
     /* results */
-    uint64_t sessions, errors, messages, bytes, resumed, noops;
+    uint64_t sessions, errors, messages, bytes, resumed, noops, guesses, refused;
     unsigned error_lines;
     struct hist lat;
     double times_ms[3];
@@ -254,6 +263,7 @@ static void record_session(struct slot *s, int64_t now)
 
 static void slot_connect(struct slot *s, int64_t now);
 static void on_readable(struct slot *s, uint32_t ev);
+static void on_eof(struct slot *s);
 
 static void slot_free(struct slot *s)
 {
@@ -298,7 +308,7 @@ static void slot_close(struct slot *s, bool clean)
 static void backoff(struct slot *s, int64_t now)
 {
     s->step = ST_WAIT;
-    s->deadline = now + BACKOFF_NS;
+    s->deadline = now + (G.mode == M_GUESS ? REFUSED_WAIT_NS : BACKOFF_NS);
 }
 
 static void idle_fill(int64_t now)
@@ -371,6 +381,10 @@ static void out_flush(struct slot *s)
         int e = SSL_get_error(s->ssl, n);
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
             return; /* EPOLLOUT is always registered for TLS */
+        if (G.mode == M_GUESS && e == SSL_ERROR_SYSCALL) {
+            on_eof(s);
+            return;
+        }
         note_error(s, "SSL_write: error %d", e);
         slot_fail(s, now_ns());
         return;
@@ -390,6 +404,11 @@ static void out_flush(struct slot *s)
             continue;
         if (errno == EAGAIN)
             break;
+        if (G.mode == M_GUESS && (errno == ECONNRESET || errno == EPIPE)) {
+            /* Hung up on while the next guess was going out. */
+            on_eof(s);
+            return;
+        }
         note_error(s, "send: %s", strerror(errno));
         slot_fail(s, now_ns());
         return;
@@ -467,6 +486,18 @@ static void slot_connect(struct slot *s, int64_t now)
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
+    if (G.sources > 0) {
+        /* Many client addresses on loopback need no aliases: all of
+         * 127.0.0.0/8 is local. The port is left to connect(), which may
+         * reuse one that another address is using. */
+        int one = 1;
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+        struct sockaddr_in src = {.sin_family = AF_INET};
+        src.sin_addr.s_addr = htonl(0x7f000002u + (uint32_t)((s - G.slots) % G.sources));
+        if (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0)
+            die("bind to 127.0.0.%u: %s", 2 + (unsigned)((s - G.slots) % G.sources),
+                strerror(errno));
+    }
     if (connect(fd, (struct sockaddr *)&G.addr, G.addrlen) < 0 && errno != EINPROGRESS) {
         note_error(s, "connect: %s", strerror(errno));
         close(fd);
@@ -539,8 +570,124 @@ static void answer_error(struct slot *s, const char *what, const char *line, siz
     send_quit(s, now);
 }
 
+/* ---------------------------------------------------------------- guess */
+
+/* The connection is over; the slot comes back after `wait` (at once if 0),
+ * or not at all once the run is over. */
+static void guess_reconnect(struct slot *s, int64_t now, int64_t wait)
+{
+    slot_close(s, false);
+    if (now >= G.t_meas1) {
+        slot_free(s);
+    } else if (wait == 0) {
+        slot_connect(s, now);
+    } else {
+        s->step = ST_WAIT;
+        s->deadline = now + wait;
+    }
+}
+
+/* Turned away (an -ERR greeting, a ban dropping the session, a server that
+ * hangs up before greeting): the attacker waits and tries again. */
+static void guess_refused(struct slot *s, int64_t now)
+{
+    if (counting(now))
+        G.refused++;
+    guess_reconnect(s, now, REFUSED_WAIT_NS);
+}
+
+/* The server closed (after its limit of failures per connection, say). */
+static void guess_closed(struct slot *s, int64_t now)
+{
+    if (s->step == ST_GREETING || s->step == ST_HANDSHAKE)
+        guess_refused(s, now);
+    else
+        guess_reconnect(s, now, 0);
+}
+
+/* "PASS g<n>": a password never sent before, so that no server can treat
+ * it as a client retrying a stale one. */
+static void send_guess(struct slot *s, int64_t now)
+{
+    char digits[24];
+    unsigned nd = 0;
+    uint64_t v = ++G.guess_seq;
+    do {
+        digits[nd++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    memcpy(s->cmd, "PASS g", 6);
+    size_t len = 6;
+    while (nd > 0)
+        s->cmd[len++] = digits[--nd];
+    s->cmd[len++] = '\r';
+    s->cmd[len++] = '\n';
+    send_cmd(s, s->cmd, len, ST_PASS, RX_LINE, now);
+}
+
+static bool is_temp(const char *line, size_t len)
+{
+    return memmem(line, len, "[SYS/TEMP]", 10) != NULL;
+}
+
+static void guess_status(struct slot *s, const char *line, size_t len, int64_t now)
+{
+    bool ok = len >= 3 && memcmp(line, "+OK", 3) == 0;
+    int shown = (int)(len > 120 ? 120 : len);
+    switch (s->step) {
+    case ST_GREETING:
+        if (!ok)
+            return guess_refused(s, now);
+        if (counting(now))
+            G.sessions++;
+        send_cmd(s, s->user->user_cmd, s->user->user_len, ST_USER, RX_LINE, now);
+        return;
+    case ST_USER:
+        if (ok)
+            return send_guess(s, now);
+        if (is_temp(line, len))
+            return guess_refused(s, now);
+        note_error(s, "USER: %.*s", shown, line);
+        slot_fail(s, now);
+        return;
+    case ST_PASS:
+        if (ok) {
+            note_error(s, "PASS: a wrong password was accepted: %.*s", shown, line);
+            slot_fail(s, now);
+            return;
+        }
+        /* A session dropped by a ban, not an answer to the guess. */
+        if (is_temp(line, len))
+            return guess_refused(s, now);
+        if (counting(now)) {
+            G.guesses++;
+            hist_add(&G.lat, now - s->t_cmd);
+        }
+        /* A failed PASS puts the session back before USER (RFC 1939). */
+        send_cmd(s, s->user->user_cmd, s->user->user_len, ST_USER, RX_LINE, now);
+        return;
+    default:
+        note_error(s, "unexpected line in step %d: %.*s", s->step, shown, line);
+        slot_fail(s, now);
+        return;
+    }
+}
+
+static void guess_stop_all(void)
+{
+    for (unsigned i = 0; i < G.conc; i++) {
+        struct slot *s = &G.slots[i];
+        if (s->step != ST_FREE) {
+            slot_close(s, false);
+            slot_free(s);
+        }
+    }
+}
+
 static void on_status(struct slot *s, const char *line, size_t len, int64_t now)
 {
+    if (G.mode == M_GUESS)
+        return guess_status(s, line, len, now);
     bool ok = len >= 3 && memcmp(line, "+OK", 3) == 0;
     switch (s->step) {
     case ST_GREETING:
@@ -824,6 +971,10 @@ static void feed(struct slot *s, const char *p, size_t n)
 static void on_eof(struct slot *s)
 {
     int64_t now = now_ns();
+    if (G.mode == M_GUESS) {
+        guess_closed(s, now);
+        return;
+    }
     if (s->step == ST_EOF) {
         slot_done(s, now);
         return;
@@ -853,6 +1004,12 @@ static bool handshake(struct slot *s)
     int e = SSL_get_error(s->ssl, r);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
         return false;
+    if (G.mode == M_GUESS) {
+        /* A refusal on the POP3S port comes as clear text, before any
+         * handshake: the handshake fails on it. */
+        guess_refused(s, now_ns());
+        return false;
+    }
     unsigned long le = ERR_peek_error();
     char buf[160];
     ERR_error_string_n(le, buf, sizeof(buf));
@@ -896,6 +1053,10 @@ static void on_readable(struct slot *s, uint32_t ev)
                 s->tls_done = true;
                 break;
             }
+            if (G.mode == M_GUESS && e == SSL_ERROR_SYSCALL) {
+                on_eof(s);
+                return;
+            }
             note_error(s, "SSL_read: error %d", e);
             slot_fail(s, now_ns());
             return;
@@ -922,6 +1083,10 @@ static void on_readable(struct slot *s, uint32_t ev)
             continue;
         if (errno == EAGAIN)
             return;
+        if (G.mode == M_GUESS && errno == ECONNRESET) {
+            on_eof(s);
+            return;
+        }
         note_error(s, "recv: %s", strerror(errno));
         slot_fail(s, now_ns());
         return;
@@ -999,9 +1164,11 @@ static void usage(void)
 {
     fputs("usage: loadgen MODE --port N [--host 127.0.0.1] [--concurrency C]\n"
           "               [--duration S] [--warmup S] [--users FILE] [--tls] [--tls12] [--resume]\n"
-          "               [--count N] [--hold S] [--timeout S]\n"
-          "MODE: login | retr | idle | bigbox | raw (see bench/PROTOCOL.md)\n"
-          "--timeout: seconds any one answer may take (default 10; bigbox 60)\n"
+          "               [--count N] [--hold S] [--timeout S] [--sources N] [--user NAME]\n"
+          "MODE: login | retr | idle | bigbox | raw | guess (see bench/PROTOCOL.md)\n"
+          "--timeout: seconds any one answer may take (default 10; bigbox and guess 60)\n"
+          "--sources N: slot i connects from 127.0.0.(2 + i % N), N <= 200\n"
+          "guess: wrong passwords for --user NAME; --warmup defaults to 0\n"
           "idle: --hold S (default 10) replaces --warmup and --duration\n"
           "--count: bigbox: messages STAT must report; raw: bytes every connection\n"
           "         must deliver (default: not checked)\n",
@@ -1086,13 +1253,16 @@ static void parse_args(int argc, char **argv)
     if (m == sizeof(mode_names) / sizeof(mode_names[0]))
         usage();
     G.mode = (enum mode)m;
-    const char *host = "127.0.0.1", *users = NULL;
+    const char *host = "127.0.0.1", *users = NULL, *victim = NULL;
     long port = -1;
     G.conc = 1;
     G.duration = 5;
-    G.warmup = 1;
+    /* An attacker's first guesses are the cheapest ones: all count. */
+    G.warmup = G.mode == M_GUESS ? 0 : 1;
     G.hold = 10;
-    G.timeout_s = G.mode == M_BIGBOX ? 60 : 10;
+    /* guess: above any failure delay a server is likely to impose
+     * (Postern's failure_delay_max and Dovecot's penalty are 15 s). */
+    G.timeout_s = G.mode == M_BIGBOX || G.mode == M_GUESS ? 60 : 10;
     G.count = -1;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -1130,6 +1300,10 @@ static void parse_args(int argc, char **argv)
             G.count = (long long)num_arg(a, v, 0);
         else if (strcmp(a, "--users") == 0)
             users = v;
+        else if (strcmp(a, "--user") == 0)
+            victim = v;
+        else if (strcmp(a, "--sources") == 0)
+            G.sources = (unsigned)num_arg(a, v, 0);
         else
             usage();
     }
@@ -1139,6 +1313,12 @@ static void parse_args(int argc, char **argv)
         G.conc = 1;
     if (G.conc > 1000000)
         die("--concurrency too large");
+    if (G.sources > MAX_SOURCES)
+        die("--sources: at most %d (127.0.0.2 .. 127.0.0.%d)", MAX_SOURCES, MAX_SOURCES + 1);
+    if ((G.mode == M_GUESS) != (victim != NULL))
+        die("--user NAME goes with guess, and guess needs it");
+    if (G.mode == M_GUESS && (users != NULL || G.resume))
+        die("guess takes --user, not --users or --resume");
     G.timeout = (int64_t)(G.timeout_s * NS_PER_S);
     memset(&G.addr, 0, sizeof(G.addr));
     struct sockaddr_in *a4 = (struct sockaddr_in *)&G.addr;
@@ -1154,7 +1334,22 @@ static void parse_args(int argc, char **argv)
     } else {
         die("--host must be a numeric address: %s", host);
     }
-    if (users != NULL) {
+    if (G.sources > 0 && a4->sin_family != AF_INET)
+        die("--sources needs an IPv4 --host");
+    if (victim != NULL) {
+        /* USER is sent many times; the PASS line is built per guess. */
+        size_t ul = strlen(victim) + 7;
+        if (strpbrk(victim, " \t\r\n") != NULL || ul > 256)
+            die("--user: no spaces, at most 249 characters");
+        static struct user one;
+        one.user_cmd = malloc(ul + 1);
+        if (one.user_cmd == NULL)
+            die("out of memory");
+        snprintf(one.user_cmd, ul + 1, "USER %s\r\n", victim);
+        one.user_len = (uint32_t)ul;
+        G.users = &one;
+        G.nusers = 1;
+    } else if (users != NULL) {
         load_users(users);
         if (G.nusers < G.conc && G.mode != M_LOGIN)
             fprintf(stderr, "loadgen: %zu users for %u sessions: mailboxes are shared\n", G.nusers,
@@ -1204,8 +1399,9 @@ static void print_result(void)
     double wall = (double)(G.wall1 - G.wall0) / NS_PER_S;
     double cu = tv_s(G.ru1.ru_utime) - tv_s(G.ru0.ru_utime);
     double cs = tv_s(G.ru1.ru_stime) - tv_s(G.ru0.ru_stime);
-    double rate =
-        G.mode == M_BIGBOX ? 0.0 : (double)(G.mode == M_IDLE ? G.noops : G.sessions) * per;
+    double rate = G.mode == M_BIGBOX  ? 0.0
+                  : G.mode == M_GUESS ? (double)G.guesses * per
+                                      : (double)(G.mode == M_IDLE ? G.noops : G.sessions) * per;
     if (G.error_lines > MAX_ERROR_LINES)
         fprintf(stderr, "loadgen: %" PRIu64 " errors in all, the first %d shown\n", G.errors,
                 MAX_ERROR_LINES);
@@ -1217,12 +1413,14 @@ static void print_result(void)
            "\"sessions\": %" PRIu64 ", \"errors\": %" PRIu64 ", \"rate\": %.1f, "
            "\"p50_ms\": %.3f, \"p99_ms\": %.3f, \"messages\": %" PRIu64 ", \"bytes\": %" PRIu64
            ", \"msgs_per_s\": %.1f, \"mb_per_s\": %.2f, \"resumed\": %" PRIu64 ", "
+           "\"guesses\": %" PRIu64 ", \"guesses_per_s\": %.3f, \"refused\": %" PRIu64 ", "
            "\"cpu_user_s\": %.3f, \"cpu_sys_s\": %.3f, \"cpu_pct\": %.1f, \"times_ms\": %s}\n",
            mode_names[G.mode], G.conc, G.tls ? "true" : "false", dur, G.sessions, G.errors, rate,
            hist_pct_ms(&G.lat, 0.50), hist_pct_ms(&G.lat, 0.99), G.messages, G.bytes,
            G.mode == M_RETR ? (double)G.messages * per : 0.0,
-           G.mode == M_RETR || G.mode == M_RAW ? (double)G.bytes / 1e6 * per : 0.0, G.resumed, cu,
-           cs, wall > 0 ? (cu + cs) / wall * 100 : 0.0, times);
+           G.mode == M_RETR || G.mode == M_RAW ? (double)G.bytes / 1e6 * per : 0.0, G.resumed,
+           G.guesses, (double)G.guesses * per, G.refused, cu, cs,
+           wall > 0 ? (cu + cs) / wall * 100 : 0.0, times);
     fflush(stdout);
 }
 
@@ -1292,6 +1490,10 @@ static void run(void)
                 getrusage(RUSAGE_SELF, &G.ru1);
                 G.wall1 = now;
                 G.ended = true;
+                /* Guesses still waiting for their delayed answer are
+                 * abandoned: the run lasts --duration, not a delay more. */
+                if (G.mode == M_GUESS)
+                    guess_stop_all();
             }
             if (G.finished || (G.ended && G.busy == 0))
                 break;

@@ -13,6 +13,9 @@
   - runs build/bench/loadgen for every row (see ROWS), alternating the
     servers run by run, N runs each, and takes medians; the loopback ceilings
     (build/bench/lineserver, build/bench/sendfile_server) in the same run;
+  - the attacker rows (attack-*, issue 6) once each, against a Postern with
+    the default [guard] settings (its own instance) and Dovecot tuned:
+    wrong passwords for one account from 1 or 50 loopback addresses;
   - prints the table and writes a RESULTS.md with the machine, the command,
     the table and PASS/FAIL for each target of the issue;
   - stops every process it started, also on errors and Ctrl-C.
@@ -803,6 +806,83 @@ audit = {self.audit}
         return [os.path.join(BUILD, "posternd"), "-c", self.conf, "-f"]
 
 
+# The [guard] and [limits] keys an attacker meets, and their macros in
+# src/daemon/defaults.h: the attack instance is configured with these values
+# read from that file, so that it runs, and the report names, the defaults.
+GUARD_DEFAULTS = [
+    ("guard", "failure_delay", "DEFAULT_FAILURE_DELAY"),
+    ("guard", "failure_delay_max", "DEFAULT_FAILURE_DELAY_MAX"),
+    ("guard", "max_preauth_per_ip", "DEFAULT_MAX_PREAUTH_PER_IP"),
+    ("guard", "max_auth_failures", "DEFAULT_MAX_AUTH_FAILURES"),
+    ("guard", "ban_after", "DEFAULT_BAN_AFTER"),
+    ("guard", "ban_window", "DEFAULT_BAN_WINDOW"),
+    ("guard", "ban_time", "DEFAULT_BAN_TIME"),
+    ("guard", "account_failures", "DEFAULT_ACCOUNT_FAILURES"),
+    ("guard", "account_window", "DEFAULT_ACCOUNT_WINDOW"),
+    ("limits", "max_connections_per_ip", "DEFAULT_MAX_CONN_PER_IP"),
+]
+
+
+def guard_defaults():
+    """[(section, key, value)] from src/daemon/defaults.h."""
+    path = os.path.join(TOP, "src", "daemon", "defaults.h")
+    with open(path) as f:
+        text = f.read()
+    out = []
+    for section, key, macro in GUARD_DEFAULTS:
+        m = re.search(rf"^#define\s+{macro}\s+(\d+)\b", text, re.M)
+        if not m:
+            die(f"{path}: no numeric {macro} (for [{section}] {key})")
+        out.append((section, key, int(m.group(1))))
+    return out
+
+
+class PosternAttack(Postern):
+    """The attacker rows' Postern: the default [guard] and [limits] (the
+    main instances raise max_preauth_per_ip and the connection limits so
+    that the load rows are not throttled), no trusted networks, its own
+    state_dir, emptied at every start: bans survive a restart, and each row
+    starts from a guard that has seen nothing."""
+
+    def __init__(self, name, label, port, tls_port):
+        super().__init__(name, label, port, tls_port, cache=True)
+        self.guard = guard_defaults()
+
+    def write_conf(self, with_cache):
+        sections = {}
+        for section, key, value in self.guard:
+            sections.setdefault(section, []).append(f"{key} = {value}")
+        extra = "".join(f"\n[{sec}]\n; the defaults (src/daemon/defaults.h), written out\n"
+                        + "\n".join(lines) + "\n" for sec, lines in sections.items())
+        with open(self.conf, "w") as f:
+            f.write(f"""; written by bench/run.py ({self.name})
+[server]
+listen = {HOST}:{self.port}
+listen_tls = {HOST}:{self.tls_port}
+threads = 0
+state_dir = state
+
+[tls]
+cert = {TLS_DIR}/cert.pem
+key = {TLS_DIR}/key.pem
+
+[auth]
+passdb = passwd-file:{PASSWD}
+require_tls = yes
+allow_plaintext_loopback = yes
+{extra}
+[mail]
+location = maildir:{MAIL_ROOT}/%u/Maildir
+
+[log]
+audit = {self.audit}
+""")
+
+    def start(self):
+        shutil.rmtree(os.path.join(self.dir, "state"), ignore_errors=True)
+        super().start()
+
+
 class Dovecot(Server):
     kind = "dovecot"
 
@@ -896,6 +976,7 @@ class Ceiling(Server):
 # Each row: name, loadgen mode, users file, concurrency, flags, the servers
 # (instance names) measured, the ceiling (if any), whether --quick keeps it.
 P, PN, T, TN, D = "postern", "postern-nocache", "dovecot-tuned", "dovecot-tuned-nocache", "dovecot-default"
+PA = "postern-attack"
 
 
 def rows_all():
@@ -934,6 +1015,17 @@ def rows_all():
         skip={D: "Dovecot default keeps two processes per TLS session (~1.9 MB PSS): "
                  "10,000 would need ~19 GB and 20,000 processes"})
     add("bigbox", "bigbox", "bigbox", 1, [P, T, D], quick=True)
+    # The attacker (issue 6): wrong passwords for one account for
+    # --attack-seconds, once per server (the guard's state is the point,
+    # so no repeats to take a median of). From one address it opens as
+    # many connections as it is allowed (max_preauth_per_ip); from 50, one
+    # each.
+    # The servers are measured at the same time: each spends the rows
+    # waiting out its failure delays (a few guesses a second, nothing a
+    # core notices), and one after the other would double the rows' time.
+    for n, c in ((1, 10), (50, 50)):
+        add(f"attack-{n}ip", "guess", None, c, [PA, T], sources=n, once=True, parallel=True,
+            quick=True)
     # Dovecot default's cells of the cache rows: it has no auth cache.
     for r in rows:
         if r["name"].endswith("-cache"):
@@ -949,6 +1041,7 @@ METRICS = {
     "bigbox": [("first_login_stat", " 1st login+STAT", "ms", False),
                ("login_stat", " login+STAT", "ms", False),
                ("list", " LIST", "ms", False), ("uidl", " UIDL", "ms", False)],
+    "guess": [("guesses_per_s", "", "guess/s", False), ("guesses", " guesses", "guesses", False)],
 }
 CEILING_KEY = {"login": "rate", "retr": "mb_per_s"}
 
@@ -961,6 +1054,9 @@ class Bench:
         self.loadgen = args.loadgen
         self.raw_bytes = sum(os.path.getsize(os.path.join(POOL, "retr", f))
                              for f in meta["retr_files"])
+        # The attacked account: a PLAIN one that no other row of the attack
+        # instance logs into.
+        self.victim = read_users("plain")[0][0]
 
     def loadgen_cmd(self, mode, port, users, c, flags, extra=()):
         a = self.args
@@ -1012,9 +1108,12 @@ class Bench:
         port = server.port
         if "--tls" in row["flags"] and server.tls_port:
             port = server.tls_port
-        if mode == "idle" and server.kind != "ceiling":
+        if mode in ("idle", "guess") and server.kind != "ceiling":
             # A fresh server, so that the baseline is the server at rest and
-            # no process or memory is left over from an earlier row.
+            # no process or memory is left over from an earlier row; for
+            # guess, no ban or failure delay left by the row before (the
+            # attack instance also empties its state_dir, where bans are
+            # kept across restarts).
             server.restart()
             time.sleep(0.5)
             server.settle()
@@ -1031,6 +1130,19 @@ class Bench:
             res = self.measure_idle(row, server, port)
         elif mode == "bigbox":
             res = self.measure_bigbox(row, server, port)
+        elif mode == "guess":
+            # Dovecot takes plaintext USER/PASS only from a client on its own
+            # address (127.0.0.1), so from 127.0.0.2 and up the attacker
+            # speaks POP3S to it: its configuration stays that of the other
+            # rows, and at these rates TLS costs nothing that shows.
+            tls = server.kind == "dovecot"
+            cmd = [self.loadgen, "guess", "--host", HOST,
+                   "--port", str(server.tls_port if tls else port),
+                   "--concurrency", str(row["c"]), "--sources", str(row["sources"]),
+                   "--user", self.victim, "--duration", str(self.args.attack_seconds)]
+            if tls:
+                cmd.append("--tls")
+            res = self.run_loadgen(cmd, timeout=self.args.attack_seconds + 120)
         else:
             res = self.run_loadgen(self.loadgen_cmd(mode, port, row["users"], row["c"], row["flags"]),
                                    timeout=self.args.warmup + self.args.duration + 300)
@@ -1041,6 +1153,9 @@ class Bench:
         gen = (res.get("cpu_user_s") or 0) + (res.get("cpu_sys_s") or 0)
         if mode in ("idle", "bigbox"):
             gen = 0  # several loadgen processes or phases: not comparable
+        if mode == "guess":
+            res["seconds"] = self.args.attack_seconds
+            res["sources"] = row["sources"]
         if wall > 0:
             res["server_cpu_pct"] = round(100.0 * srv / wall, 1)
             # CPU used by neither the server nor the generator (other
@@ -1141,6 +1256,10 @@ def fmt(v, unit):
         return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 1000 else f"{v:.0f}"
     if unit == "KiB/sess":
         return f"{v:.1f}"
+    if unit == "guess/s":
+        return f"{v:.2f}" if v < 10 else f"{v:.1f}"
+    if unit == "guesses":
+        return f"{v:.0f}"
     return f"{v:.0f}" if v >= 100 else f"{v:.1f}"
 
 
@@ -1186,7 +1305,7 @@ def table_lines(rows, summaries, skipped, cpu_mark):
         s = summaries.get(row["name"])
         if s is None:
             continue
-        p = s.get(P) or s.get(PN)
+        p = s.get(P) or s.get(PN) or s.get(PA)
         t = s.get(T) or s.get(TN)
         d = s.get(D)
         ceil = s.get("lineserver") or s.get("sendfile")
@@ -1213,6 +1332,50 @@ def table_lines(rows, summaries, skipped, cpu_mark):
         return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(x, widths)))
     out = [fmtline(head), "  ".join("-" * w for w in widths)]
     out += [fmtline(x) for x in lines]
+    return out
+
+
+# --- the attacker rows -------------------------------------------------------------
+def attack_lines(rows, raw, guard):
+    """The "Attacker guessing rate" table (Markdown) and what it was run
+    with; [] when no attack row ran."""
+    head = ["row", "server", "addresses", "connections", "seconds", "guesses", "guesses/s",
+            "refused", "errors", "median answer"]
+    body = []
+    for row in rows:
+        if row["mode"] != "guess":
+            continue
+        for inst, rs in raw.get(row["name"], {}).items():
+            for r in rs:
+                label = {PA: "Postern (default guard)", T: "Dovecot tuned"}.get(inst, inst)
+                if r.get("failed"):
+                    body.append([row["name"], label, str(row["sources"]), str(row["c"]),
+                                 "-", "-", "-", "-", "failed", "-"])
+                    continue
+                body.append([row["name"], label, str(row["sources"]), str(row["c"]),
+                             f"{r.get('seconds', 0):.0f}", str(r.get("guesses")),
+                             f"{r.get('guesses_per_s', 0):.2f}", str(r.get("refused")),
+                             str(r.get("errors")), f"{(r.get('p50_ms') or 0) / 1000:.1f} s"])
+    if not body:
+        return []
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(x) + " |" for x in body]
+    settings = ", ".join(f"`{k} = {v}`" for sec, k, v in guard if sec == "guard")
+    limits = ", ".join(f"`{k} = {v}`" for sec, k, v in guard if sec == "limits")
+    out += ["",
+            "Wrong passwords (a new one each time) for one PLAIN account, `loadgen guess`, "
+            "each connection from 127.0.0.(2 + i % addresses); run once per server, not "
+            "repeated (a second run would meet the first one's bans). Postern: its own "
+            f"instance with the default guard (src/daemon/defaults.h): [guard] {settings}; "
+            f"[limits] {limits}; state_dir emptied and the server restarted before each row. "
+            "Dovecot tuned: bench/dovecot-tuned.conf as in the other rows, restarted before "
+            "each row, attacked over POP3S (it takes plaintext passwords only from its own "
+            "address); it has no ban: failed logins from an address wait its auth penalty "
+            "(2 s, doubling to 15 s) and then auth_failure_delay (2 s). Both servers were "
+            "attacked at the same time, from the same addresses. guesses = PASS answers received within the time; refused = connections "
+            "turned away (an -ERR greeting, or a session dropped with [SYS/TEMP]), after each "
+            "of which that connection waits 1 s; median answer = the time from PASS to its "
+            "answer (the failure delay)."]
     return out
 
 
@@ -1361,6 +1524,8 @@ def main():
     ap.add_argument("--duration", type=float, help="seconds measured per run (default 5, quick 2)")
     ap.add_argument("--warmup", type=float, help="loadgen warm-up seconds per run (default 1)")
     ap.add_argument("--hold", type=float, help="idle: seconds of NOOPs (default: duration)")
+    ap.add_argument("--attack-seconds", type=float,
+                    help="attack rows: seconds of guessing, run once (default 120, quick 10)")
     ap.add_argument("--runs", type=int, help="runs per server and row (default 3, quick 1)")
     ap.add_argument("--fresh", action="store_true", help="rebuild bench/work from scratch")
     ap.add_argument("--skip-default", action="store_true", help="leave Dovecot default out")
@@ -1370,7 +1535,7 @@ def main():
     # Below the ephemeral range (32768-60999 on Linux), so that no client
     # connection on the machine can be holding one of these ports.
     ap.add_argument("--port-base", type=int, default=27000,
-                    help="servers listen on PORT_BASE+10 .. PORT_BASE+71 (default 27000)")
+                    help="servers listen on PORT_BASE+10 .. PORT_BASE+81 (default 27000)")
     ap.add_argument("--loadgen", default=os.path.join(BUILD, "bench", "loadgen"))
     ap.add_argument("--results", help="where to write the report (default bench/RESULTS.md for a "
                                       "full run, bench/work/RESULTS.md with --quick or --only)")
@@ -1382,6 +1547,7 @@ def main():
     args.duration = args.duration or (2 if args.quick else 5)
     args.warmup = args.warmup if args.warmup is not None else 1
     args.hold = args.hold or (3 if args.quick else args.duration)
+    args.attack_seconds = args.attack_seconds or (10 if args.quick else 120)
     cpu_mark = 90
 
     # --only picks from every row (with --quick's durations if given).
@@ -1433,6 +1599,7 @@ def main():
         T: Dovecot(T, "Dovecot tuned", pb + 30, pb + 31, "dovecot-tuned.conf", "10M"),
         TN: Dovecot(TN, "Dovecot tuned, auth cache off", pb + 40, pb + 41, "dovecot-tuned.conf", "0"),
         D: Dovecot(D, "Dovecot default", pb + 50, pb + 51, "dovecot-default.conf"),
+        PA: PosternAttack(PA, "Postern, default guard", pb + 80, pb + 81),
     }
     bench_dir = os.path.join(BUILD, "bench")
     retr_files = [os.path.join(POOL, "retr", f) for f in meta["retr_files"]]
@@ -1475,7 +1642,8 @@ def main():
             c.configure()
             c.start()
             log(f"started {name} (pid {c.proc.pid}, port {c.port})")
-        if not args.no_warm:
+        # The attack rows open no mailbox: nothing to warm for them.
+        if not args.no_warm and any(r["mode"] != "guess" for r in rows):
             # Instances of one program share the index files in the
             # Maildirs, so one warm pass per program: Dovecot first (its
             # first session may move new/ to cur/), then Postern.
@@ -1496,11 +1664,30 @@ def main():
             if row["ceiling"] and ceilings[row["ceiling"]].proc:
                 order.append(row["ceiling"])
                 results[row["ceiling"]] = []
-            log(f"row {row['name']}: {', '.join(order)} x {args.runs}")
+            runs = 1 if row.get("once") else args.runs
+            log(f"row {row['name']}: {', '.join(order)} x {runs}")
             for inst, why in row.get("skip", {}).items():
                 if not args.skip_default or inst != D:
                     skipped.setdefault(row["name"], {})[inst] = why
-            for run_i in range(args.runs):
+
+            def measure_one(inst, row=row, results=results, run_i=0):
+                srv = servers.get(inst) or ceilings[inst]
+                try:
+                    r = bench.measure(row, srv)
+                except RuntimeError as e:
+                    log(f"  {inst}: FAILED: {e}")
+                    r = {"errors": 1, "failed": str(e)[:500], "cpu_pct": None}
+                    if srv.proc is None or srv.proc.poll() is not None:
+                        note(f"{inst} died during {row['name']}; restarting it\n{srv.tail(10)}")
+                        srv.proc = None
+                        srv.start()
+                results[inst].append(r)
+                k = METRICS[row["mode"]][0][0] if inst not in ceilings else CEILING_KEY[row["mode"]]
+                log(f"  {inst} run {run_i + 1}: {k}={r.get(k)} errors={r.get('errors')} "
+                    f"gen cpu={r.get('cpu_pct')}% server cpu={r.get('server_cpu_pct')}%")
+
+            for run_i in range(runs):
+                todo = []
                 for inst in order:
                     slow = row.get("slow", {}).get(inst)
                     if slow and run_i > 0 and not args.slow:
@@ -1509,20 +1696,19 @@ def main():
                     if slow and args.quick and not args.only:
                         skipped.setdefault(row["name"], {})[inst] = slow
                         continue
-                    srv = servers.get(inst) or ceilings[inst]
+                    todo.append(inst)
+                if row.get("parallel") and len(todo) > 1:
+                    # Not shutdown(wait=True) on an error: the cleanup below
+                    # stops the loadgens the threads are waiting for.
+                    ex = concurrent.futures.ThreadPoolExecutor(len(todo))
                     try:
-                        r = bench.measure(row, srv)
-                    except RuntimeError as e:
-                        log(f"  {inst}: FAILED: {e}")
-                        r = {"errors": 1, "failed": str(e)[:500], "cpu_pct": None}
-                        if srv.proc is None or srv.proc.poll() is not None:
-                            note(f"{inst} died during {row['name']}; restarting it\n{srv.tail(10)}")
-                            srv.proc = None
-                            srv.start()
-                    results[inst].append(r)
-                    k = METRICS[row["mode"]][0][0] if inst not in ceilings else CEILING_KEY[row["mode"]]
-                    log(f"  {inst} run {run_i + 1}: {k}={r.get(k)} errors={r.get('errors')} "
-                        f"gen cpu={r.get('cpu_pct')}% server cpu={r.get('server_cpu_pct')}%")
+                        for fut in [ex.submit(measure_one, i, run_i=run_i) for i in todo]:
+                            fut.result()
+                    finally:
+                        ex.shutdown(wait=False)
+                else:
+                    for inst in todo:
+                        measure_one(inst, run_i=run_i)
             for inst, why in skipped.get(row["name"], {}).items():
                 if results.get(inst):
                     note(f"{row['name']}: {inst} measured once ({why})")
@@ -1531,7 +1717,8 @@ def main():
             summaries[row["name"]] = summarise(row, results, cpu_mark)
             raw[row["name"]] = results
             for inst, s in summaries[row["name"]].items():
-                if row["mode"] not in ("idle", "bigbox") and (s.get("other_cpu") or 0) > 25:
+                if (row["mode"] not in ("idle", "bigbox", "guess")
+                        and (s.get("other_cpu") or 0) > 25):
                     note(f"{row['name']}: {inst}: {s['other_cpu']:.0f}% of a core went to other "
                          "processes during the runs (median): that cell is noisy")
                 if s["errors"]:
@@ -1551,6 +1738,11 @@ def main():
     print()
     for label, verdict, detail in tg:
         print(f"{verdict:5} {label}: {detail}")
+    attack = attack_lines(rows, raw, servers[PA].guard)
+    if attack:
+        print()
+        print("Attacker guessing rate:")
+        print("\n".join(attack))
     for n in NOTES:
         print("note: " + n)
 
@@ -1571,7 +1763,8 @@ def main():
            f"{(datetime.datetime.now() - started).total_seconds() / 60:.0f} min)",
            f"- command: `{command}`",
            f"- runs per server and row: {args.runs} (medians); duration {args.duration} s "
-           f"after {args.warmup} s warm-up; idle hold {args.hold} s",
+           f"after {args.warmup} s warm-up; idle hold {args.hold} s; attack rows once, "
+           f"{args.attack_seconds:g} s each",
            f"- data: {accounts_text(meta)}; retr mailbox {meta['retr_messages']} messages, "
            f"{meta['retr_bytes'] / 1e6:.1f} MB (2 KB - 2 MB, LF line ends, dot lines); "
            f"bigbox {N_BIGBOX} messages of ~2 KB", ""]
@@ -1590,6 +1783,8 @@ def main():
            "sessions logged in, divided by the sessions. Where processes other than the server "
            "and the generator took more than a quarter of a core during a cell's runs, the "
            "notes say so (bench/work/results.json has other_cpu_pct for every run).", ""]
+    if attack:
+        md += ["## Attacker guessing rate (issue 6)", ""] + attack + [""]
     md += ["## Targets (issue 4)", "", "| target | verdict | measured |", "|---|---|---|"]
     md += [f"| {label} | {verdict} | {detail} |" for label, verdict, detail in tg]
     if NOTES:

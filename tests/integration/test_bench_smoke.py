@@ -33,8 +33,8 @@ OPENSSL = shutil.which("openssl")
 pytestmark = pytest.mark.skipif(not LOADGEN.exists(), reason=f"{LOADGEN} not built (make bench-tools)")
 
 RESULT_KEYS = {"mode", "concurrency", "tls", "duration", "sessions", "errors", "rate", "p50_ms",
-               "p99_ms", "messages", "bytes", "msgs_per_s", "mb_per_s", "resumed", "cpu_user_s",
-               "cpu_sys_s", "cpu_pct", "times_ms"}
+               "p99_ms", "messages", "bytes", "msgs_per_s", "mb_per_s", "resumed", "guesses",
+               "guesses_per_s", "refused", "cpu_user_s", "cpu_sys_s", "cpu_pct", "times_ms"}
 
 
 def run_loadgen(mode, port, *args, duration=1, warmup=0, timeout=90):
@@ -171,6 +171,57 @@ def test_login_tls_and_resumption(site, start_server):
     assert r["sessions"] > 0
     # Every slot's first handshake is a full one; the later ones resume.
     assert 0 < r["resumed"] <= r["sessions"]
+
+
+def test_guess_counts_guesses_and_refusals(site, start_server):
+    # No delay, and a ban after 3 failures per address: within a second
+    # both addresses are banned, and from then on every connection gets the
+    # -ERR greeting.
+    site.add_user("victim", "the-right-one")
+    srv = start_server(**{"guard.ban_after": 3, "guard.max_auth_failures": 3})
+    r, _, err = run_loadgen("guess", srv.port, "--concurrency", 4, "--sources", 2,
+                            "--user", "victim", duration=3)
+    assert r["errors"] == 0, err
+    assert r["sessions"] > 0
+    # Each address gets at least ban_after answers before its ban.
+    assert r["guesses"] >= 6
+    assert r["refused"] > 0
+    assert abs(r["guesses_per_s"] - r["guesses"] / 3) < 0.01
+    assert r["rate"] == pytest.approx(r["guesses_per_s"], abs=0.1)
+    # The slots connected from 127.0.0.2 and 127.0.0.3 (i % 2), not
+    # 127.0.0.1: each address was banned on its own.
+    bans = srv.wait_audit(lambda ev: ev.get("event") == "ban" and ev.get("ip") == "127.0.0.3",
+                          what="a ban of 127.0.0.3")
+    assert bans["net"] == "127.0.0.3/32"
+    nets = {ev.get("ip") for ev in srv.audit_events() if ev.get("event") == "auth_fail"}
+    assert nets == {"127.0.0.2", "127.0.0.3"}
+    fails = [ev for ev in srv.audit_events() if ev.get("event") == "auth_fail"]
+    assert all(ev.get("user") == "victim" for ev in fails)
+    # A (user, password) pair sent again does not count towards a ban, so
+    # the bans show that the passwords were new ones.
+    assert srv.audit_text().count("event=ban ") == 2
+
+
+def test_guess_waits_for_delayed_answers(site, start_server):
+    # Answers delayed by the guard are answers, not timeouts: with the
+    # timeout above failure_delay_max, no errors.
+    site.add_user("victim", "the-right-one")
+    srv = start_server(**{"guard.failure_delay": 1, "guard.failure_delay_max": 2,
+                          "guard.max_auth_failures": 3})
+    r, _, err = run_loadgen("guess", srv.port, "--concurrency", 2, "--user", "victim",
+                            "--timeout", 3, duration=4)
+    assert r["errors"] == 0, err
+    assert r["guesses"] > 0 and r["refused"] == 0
+    # The answers took at least the first delay.
+    assert r["p50_ms"] >= 900
+
+
+def test_guess_arguments():
+    for args in (["guess", "--port", "1"],  # no --user
+                 ["login", "--port", "1", "--user", "x"],  # --user is for guess
+                 ["guess", "--port", "1", "--user", "x", "--sources", "201"]):
+        p = subprocess.run([str(LOADGEN), *args], capture_output=True, timeout=30)
+        assert p.returncode == 2 and b"loadgen:" in p.stderr, (args, p.stderr)
 
 
 # ---------------------------------------------------------------------------
