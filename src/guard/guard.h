@@ -111,6 +111,7 @@ struct guard_decision {
     unsigned delay_ms;    /* hold the answer this long */
     bool too_soon;        /* ok, but LOGIN-DELAY refuses it */
     bool banned;          /* this failure banned the net */
+    bool refused;         /* the net is banned: whatever the outcome, refuse */
     struct guard_net net; /* the client's net */
 };
 

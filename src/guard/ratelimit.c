@@ -494,6 +494,14 @@ void guard_login(struct guard *g, const struct guard_attempt *at, struct guard_d
         nn->last_seen = now;
     if (u != NULL)
         u->last_seen = now;
+    /* A connection of a banned net that was already waiting for its answer
+     * learns nothing more: even the right password is refused. */
+    if (nn != NULL && nn->banned_until > now && !trusted) {
+        d->refused = true;
+        d->delay_ms = s->failure_delay_max * 1000;
+        pthread_mutex_unlock(&g->mutex);
+        return;
+    }
 
     /* Spraying from many nets at one account: attempts from nets that
      * never logged into it wait, whatever their outcome; its owner does

@@ -510,6 +510,13 @@ void conn_login_done(struct login_job *job)
         mailbox_close(&job->mb);
         job->result = POP3_AUTH_LOGIN_DELAY;
     }
+    if (d.refused) {
+        mailbox_close(&job->mb);
+        job->result = POP3_AUTH_FAIL;
+        job->req.reason = "banned";
+        job->req.factor[0] = '\0';
+        c->auth_failures = c->w->srv->set.max_auth_failures; /* and the connection ends */
+    }
     if (job->result == POP3_AUTH_FAIL)
         c->auth_failures++;
     metrics_login(c->mech, job->result, metrics_now_usec() - c->auth_started);

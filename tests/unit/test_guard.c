@@ -128,6 +128,11 @@ static void test_delay_doubles_repeats_and_bans(void **state)
     assert_int_equal(attempt(g, "198.51.100.1", "bob", 4, false, T + 4, &d), 15000); /* capped */
     assert_true(d.banned);
     assert_int_equal(guard_bans_active(g), 1);
+    /* A connection of the banned net that was still waiting for an answer
+     * is refused even with the right password. */
+    attempt(g, "198.51.100.1", "alice", 7, true, T + 5, &d);
+    assert_true(d.refused);
+    assert_int_equal(d.delay_ms, 15000);
     struct sockaddr_storage ss = addr("198.51.100.1");
     assert_int_equal(guard_conn_open(g, (struct sockaddr *)&ss), GUARD_BANNED);
     /* Another address: untouched. A success resets only its own net. */
