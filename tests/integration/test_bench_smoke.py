@@ -11,6 +11,7 @@ The tools are built by `make bench-tools` (part of `make test`); without
 them the tests are skipped.
 """
 
+import importlib.util
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import socketserver
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -395,3 +397,44 @@ def test_refused_connections_are_errors():
     port = free_port()
     r, _, err = run_loadgen("login", port, "--concurrency", 2)
     assert r["errors"] > 0 and r["sessions"] == 0
+
+
+# ---------------------------------------------------------------------------
+# The runner's ECDSA rows (bench/run.py; nothing is started or timed here)
+# ---------------------------------------------------------------------------
+
+RUN_PY = Path(__file__).resolve().parents[2] / "bench" / "run.py"
+
+
+def test_run_py_ecdsa_rows_and_verdicts():
+    p = subprocess.run(["/usr/bin/python3", str(RUN_PY), "--list"], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    rows = {ln.split()[0]: ln for ln in p.stdout.splitlines() if ln.strip()}
+    for kind in ("full", "resume"):
+        line = rows[f"tls-ecdsa-{kind}-c16"]
+        assert line.split(None, 1)[1].split(", ") == ["postern-ecdsa", "dovecot-tuned-ecdsa"]
+    # The RSA rows keep their servers.
+    assert rows["tls-full-c16"].endswith("postern, dovecot-tuned, dovecot-default")
+
+    spec = importlib.util.spec_from_file_location("bench_run", RUN_PY)
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+
+    def cell(rate):
+        return {"rate": rate, "errors": 0}
+    summaries = {
+        "tls-ecdsa-full-c16": {run.PE: cell(2052.0), run.TE: cell(1028.0)},
+        "tls-ecdsa-resume-c16": {run.PE: cell(6200.0), run.TE: cell(1100.0)},
+    }
+    verdicts = {label: (v, detail) for label, v, detail in run.targets(summaries)}
+    ecdsa = {k: v for k, v in verdicts.items() if k.startswith("ECDSA P-256")}
+    assert len(ecdsa) == 2
+    full = next(v for k, v in ecdsa.items() if "full handshakes" in k)
+    resume = next(v for k, v in ecdsa.items() if "resumption" in k)
+    # 1.996 must not print as 2.00 beside a FAIL.
+    assert full == ("FAIL", "tls-ecdsa-full-c16: Postern 2052 vs Dovecot tuned 1028 = 1.996x "
+                            "(need 2x)")
+    assert resume == ("PASS", "Postern resumed 6200/s vs full 2052/s = 3.02x (need 3x)")
+    # The ECDSA instances never stand in for the RSA verdicts.
+    assert verdicts["TLS 1.3 full handshakes c16 >= 2x Dovecot tuned"][0] == "N/A"
