@@ -48,11 +48,11 @@ enum sasl_phase {
 #define SASL_RESPONSE_MAX 2048
 #define SASL_TOKEN_MAX    8192
 
-struct sasl_exchange {
-    enum pop3_mech mech;
-    enum sasl_phase phase;
-    /* SCRAM: "client-first-bare,server-first", the gs2 header and the
-     * whole nonce, and the server signature once the proof checked. */
+/* SCRAM's state between its messages: "client-first-bare,server-first",
+ * the gs2 header and the whole nonce, and the server signature once the
+ * proof checked. Allocated only during a SCRAM exchange: an idle session
+ * should not carry a kilobyte it will most likely never use. */
+struct sasl_scram {
     char *messages;
     size_t messages_len;
     char gs2[SASL_USER_MAX_GS2];
@@ -62,6 +62,12 @@ struct sasl_exchange {
     size_t nonce_len;
     unsigned char server_sig[32];
     bool have_sig;
+};
+
+struct sasl_exchange {
+    enum pop3_mech mech;
+    enum sasl_phase phase;
+    struct sasl_scram *scram;
     struct mailbox *mb; /* SCRAM_OK: logged in, not yet in TRANSACTION */
 };
 

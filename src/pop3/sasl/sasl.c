@@ -57,9 +57,13 @@ void sasl_reset(struct pop3_session *s)
 {
     struct sasl_exchange *x = &s->sasl;
 
-    if (x->messages != NULL) {
-        explicit_bzero(x->messages, x->messages_len);
-        free(x->messages);
+    if (x->scram != NULL) {
+        if (x->scram->messages != NULL) {
+            explicit_bzero(x->scram->messages, x->scram->messages_len);
+            free(x->scram->messages);
+        }
+        explicit_bzero(x->scram, sizeof(*x->scram));
+        free(x->scram);
     }
     if (x->mb != NULL)
         mailbox_close(&x->mb);
@@ -167,7 +171,7 @@ static void step_login(struct pop3_session *s, const char *in, size_t len)
 
 static void step_scram_first(struct pop3_session *s, const char *in, size_t len)
 {
-    struct sasl_exchange *x = &s->sasl;
+    struct sasl_exchange *ex = &s->sasl;
     struct scram_client_first cf;
     const char *error;
     unsigned char rnd[18];
@@ -176,11 +180,11 @@ static void step_scram_first(struct pop3_session *s, const char *in, size_t len)
         fail(s, "-ERR Invalid SCRAM message: %s", error);
         return;
     }
-    if (x->mech == POP3_MECH_SCRAM_PLUS && cf.cbind != SCRAM_CBIND_EXPORTER) {
+    if (ex->mech == POP3_MECH_SCRAM_PLUS && cf.cbind != SCRAM_CBIND_EXPORTER) {
         fail(s, "-ERR SCRAM-SHA-256-PLUS needs channel binding p=tls-exporter", NULL);
         return;
     }
-    if (x->mech == POP3_MECH_SCRAM && cf.cbind == SCRAM_CBIND_EXPORTER) {
+    if (ex->mech == POP3_MECH_SCRAM && cf.cbind == SCRAM_CBIND_EXPORTER) {
         fail(s, "-ERR Channel binding needs SCRAM-SHA-256-PLUS", NULL);
         return;
     }
@@ -193,6 +197,11 @@ static void step_scram_first(struct pop3_session *s, const char *in, size_t len)
     }
     if (cf.has_authzid && strcmp(cf.authzid, cf.user) != 0) {
         fail(s, "-ERR [AUTH] Authorization identity must be empty or the user name", NULL);
+        return;
+    }
+    struct sasl_scram *x = ex->scram = calloc(1, sizeof(*ex->scram));
+    if (x == NULL) {
+        fail(s, "-ERR [SYS/TEMP] Out of memory", NULL);
         return;
     }
     if (cf.nonce_len + 24 >= sizeof(x->nonce) || cf.gs2_len > sizeof(x->gs2)) {
@@ -217,17 +226,21 @@ static void step_scram_first(struct pop3_session *s, const char *in, size_t len)
     if (!take_user(s, cf.user, strlen(cf.user)))
         return;
 
-    struct pop3_auth_req req = {.mech = x->mech, .step = POP3_STEP_SCRAM_SALT, .user = s->user};
+    struct pop3_auth_req req = {.mech = ex->mech, .step = POP3_STEP_SCRAM_SALT, .user = s->user};
     s->auth_pending = true;
     s->io->auth(s->ctx, &req);
 }
 
 void pop3_session_scram_salt(struct pop3_session *s, const char *salt_b64, unsigned iter)
 {
-    struct sasl_exchange *x = &s->sasl;
+    struct sasl_scram *x = s->sasl.scram;
     char first[512];
 
     s->auth_pending = false;
+    if (x == NULL) {
+        fail(s, "-ERR [SYS/TEMP] Cannot continue SCRAM", NULL);
+        return;
+    }
     int n = snprintf(first, sizeof(first), "r=%.*s,s=%s,i=%u", (int)x->nonce_len, x->nonce,
                      salt_b64, iter);
     char *m = n > 0 && (size_t)n < sizeof(first)
@@ -241,13 +254,13 @@ void pop3_session_scram_salt(struct pop3_session *s, const char *salt_b64, unsig
     m[x->messages_len] = ',';
     memcpy(m + x->messages_len + 1, first, (size_t)n);
     x->messages_len += 1 + (size_t)n;
-    x->phase = SASL_SCRAM_FINAL;
+    s->sasl.phase = SASL_SCRAM_FINAL;
     send_challenge(s, first, (size_t)n);
 }
 
 static void step_scram_final(struct pop3_session *s, const char *in, size_t len)
 {
-    struct sasl_exchange *x = &s->sasl;
+    struct sasl_scram *x = s->sasl.scram;
     struct scram_client_final cf;
     const char *error;
     unsigned char expect[sizeof(x->gs2) + 32];
@@ -287,7 +300,7 @@ static void step_scram_final(struct pop3_session *s, const char *in, size_t len)
     memcpy(auth_message + x->messages_len + 1, in, cf.without_proof_len);
 
     struct pop3_auth_req req = {
-        .mech = x->mech,
+        .mech = s->sasl.mech,
         .step = POP3_STEP_SCRAM_PROOF,
         .user = s->user,
         .secret = auth_message,
@@ -301,8 +314,10 @@ static void step_scram_final(struct pop3_session *s, const char *in, size_t len)
 
 void pop3_session_scram_signature(struct pop3_session *s, const unsigned char sig[32])
 {
-    memcpy(s->sasl.server_sig, sig, 32);
-    s->sasl.have_sig = true;
+    if (s->sasl.scram == NULL)
+        return;
+    memcpy(s->sasl.scram->server_sig, sig, 32);
+    s->sasl.scram->have_sig = true;
 }
 
 static void step_bearer(struct pop3_session *s, const char *in, size_t len)
@@ -419,13 +434,13 @@ bool sasl_auth_done(struct pop3_session *s, enum pop3_auth_result result, struct
     struct sasl_exchange *x = &s->sasl;
 
     if (result == POP3_AUTH_OK && x->phase == SASL_SCRAM_FINAL) {
-        if (!x->have_sig) {
+        if (x->scram == NULL || !x->scram->have_sig) {
             mailbox_close(&mb);
             fail(s, "-ERR [SYS/TEMP] Temporary failure, try again later", NULL);
             return true;
         }
         char v[3 + B64_ENCODED_LEN(32) + 1] = "v=";
-        b64_encode(x->server_sig, 32, v + 2, sizeof(v) - 2);
+        b64_encode(x->scram->server_sig, 32, v + 2, sizeof(v) - 2);
         x->mb = mb;
         x->phase = SASL_SCRAM_OK;
         send_challenge(s, v, strlen(v));
