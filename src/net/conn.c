@@ -534,6 +534,14 @@ void conn_login_done(struct login_job *job)
     {
         /* A guesser waits; the answer is the same for every failure. */
         unsigned ms = d.delay_ms;
+        /* The delay counts from when the credentials arrived, not from the
+         * end of their check: every failure is answered after the same
+         * time, whichever scheme the account's hash uses (argon2id takes
+         * longer than the dummy yescrypt of an unknown user). */
+        if (ms > 0) {
+            uint64_t spent_ms = (metrics_now_usec() - c->auth_started) / 1000;
+            ms = spent_ms < ms ? ms - (unsigned)spent_ms : 1;
+        }
         if (ms > 0) {
             struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
             if (c->delay_timer == NULL)
