@@ -1,5 +1,6 @@
 #include "auth/auth.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,9 @@ struct auth {
     struct auth_cache *cache;
     struct auth_settings set;
     struct totp_replay *own_totp; /* when the settings bring none */
-    unsigned char fake_key[32];   /* made-up SCRAM salts */
+    /* set.jwks is replaced on SIGHUP while pool threads verify tokens. */
+    pthread_rwlock_t jwks_lock;
+    unsigned char fake_key[32]; /* made-up SCRAM salts */
 };
 
 struct auth *auth_new(struct passdb *db, struct pool *pool, struct auth_cache *cache)
@@ -39,6 +42,7 @@ struct auth *auth_new(struct passdb *db, struct pool *pool, struct auth_cache *c
     a->db = db;
     a->pool = pool;
     a->cache = cache;
+    pthread_rwlock_init(&a->jwks_lock, NULL);
     a->own_totp = totp_replay_new(NULL);
     a->set.totp = a->own_totp;
     if (a->own_totp == NULL || RAND_bytes(a->fake_key, sizeof(a->fake_key)) != 1) {
@@ -46,6 +50,15 @@ struct auth *auth_new(struct passdb *db, struct pool *pool, struct auth_cache *c
         return NULL;
     }
     return a;
+}
+
+struct jwks *auth_replace_jwks(struct auth *a, struct jwks *keys)
+{
+    pthread_rwlock_wrlock(&a->jwks_lock);
+    struct jwks *old = a->set.jwks;
+    a->set.jwks = keys;
+    pthread_rwlock_unlock(&a->jwks_lock);
+    return old;
 }
 
 void auth_configure(struct auth *a, const struct auth_settings *set)
@@ -63,6 +76,7 @@ void auth_free(struct auth **ap)
         return;
     totp_replay_free(a->own_totp);
     a->own_totp = NULL;
+    pthread_rwlock_destroy(&a->jwks_lock);
     explicit_bzero(a->fake_key, sizeof(a->fake_key));
     free(a);
     *ap = NULL;
@@ -283,17 +297,17 @@ static bool bearer(struct auth *a, struct auth_request *req, const char **error_
         .leeway = 60,
     };
 
-    if (a->set.jwks == NULL) {
-        req->reason = "bearer tokens not configured";
-        return false;
-    }
     if (req->secret_len >= sizeof(req->secret)) {
         req->reason = "token too long";
         return false;
     }
-    if (jwt_verify(a->set.jwks, req->secret, req->secret_len, &pol, time(NULL), user, sizeof(user),
-                   &reason) < 0) {
-        req->reason = reason;
+    pthread_rwlock_rdlock(&a->jwks_lock);
+    int r = a->set.jwks == NULL ? 1
+                                : jwt_verify(a->set.jwks, req->secret, req->secret_len, &pol,
+                                             time(NULL), user, sizeof(user), &reason);
+    pthread_rwlock_unlock(&a->jwks_lock);
+    if (r != 0) {
+        req->reason = r > 0 ? "bearer tokens not configured" : reason;
         return false;
     }
     if (req->user[0] != '\0' && strcmp(req->user, user) != 0) {

@@ -91,6 +91,9 @@ struct auth_settings {
     const char *jwt_issuer, *jwt_audience, *jwt_user_claim;
 };
 void auth_configure(struct auth *a, const struct auth_settings *set);
+/* Puts new bearer-token keys in place (SIGHUP) and returns the old ones,
+ * which no verification uses any more: the caller frees them. */
+struct jwks *auth_replace_jwks(struct auth *a, struct jwks *keys);
 void auth_free(struct auth **a);
 /* Takes the request; the callback will be called exactly once. */
 void auth_request(struct auth *a, struct auth_request *req);

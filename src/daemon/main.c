@@ -47,14 +47,45 @@ static void stop_cb(evutil_socket_t sig, short what, void *arg)
 
 /* SIGHUP: new certificate and key for new connections (open sessions keep
  * theirs), and the audit log opened again after rotation. */
+struct hup_ctx {
+    struct tls *tls;
+    const struct config *cfg;
+    struct auth *auth;
+    struct auth_settings *second;
+};
+
+/* New keys of the identity provider are picked up without a restart;
+ * keys that cannot be read leave the old ones in place. */
+static void reload_jwks(struct hup_ctx *h)
+{
+    const char *error;
+
+    if (h->cfg->oauth_jwks == NULL)
+        return;
+    struct jwks *keys = jwks_load(h->cfg->oauth_jwks, &error);
+    if (keys == NULL) {
+        log_error("SIGHUP: %s: %s; keeping the keys loaded before",
+                  config_where(h->cfg, "oauth", "jwks"), error);
+        return;
+    }
+    size_t n = jwks_count(keys, NULL);
+    struct jwks *old = auth_replace_jwks(h->auth, keys);
+    h->second->jwks = keys;
+    jwks_free(&old);
+    log_info("SIGHUP: %zu bearer-token key%s loaded from %s", n, n == 1 ? "" : "s",
+             h->cfg->oauth_jwks);
+}
+
 static void hup_cb(evutil_socket_t sig, short what, void *arg)
 {
-    struct tls *tls = arg;
+    struct hup_ctx *h = arg;
+    struct tls *tls = h->tls;
     const char *error;
 
     (void)sig;
     (void)what;
     audit_reopen();
+    reload_jwks(h);
     if (tls == NULL) {
         log_info("SIGHUP: audit log reopened");
     } else if (tls_reload(tls, &error) < 0) {
@@ -353,7 +384,8 @@ int main(int argc, char **argv)
     }
     struct event *sigterm = evsignal_new(base, SIGTERM, stop_cb, base);
     struct event *sigint = evsignal_new(base, SIGINT, stop_cb, base);
-    struct event *sighup = evsignal_new(base, SIGHUP, hup_cb, tls);
+    struct hup_ctx hup = {.tls = tls, .cfg = &cfg, .auth = auth, .second = &second};
+    struct event *sighup = evsignal_new(base, SIGHUP, hup_cb, &hup);
     event_add(sigterm, NULL);
     event_add(sigint, NULL);
     event_add(sighup, NULL);

@@ -149,3 +149,29 @@ def test_config_needs_issuer_audience_and_loadable_keys(site, keys):
     site.write_config(1, {"auth.mechanisms": "PLAIN CRAM-MD5"})
     p = run(site, "check")
     assert p.returncode != 0 and b'unknown mechanism "CRAM-MD5"' in p.stderr
+
+
+def test_sighup_reloads_the_keys(srv, site, keys, tmp_path):
+    """The identity provider rotates its keys: after SIGHUP, tokens of the
+    new key work and those of the removed one do not; a broken file keeps
+    the keys loaded before."""
+    import signal
+
+    from conftest import wait_until
+
+    new = make_rsa_key(tmp_path, kid="r2", name="rotated")
+    write_jwks(site.root / "jwks.json", [new])
+    srv.send_signal(signal.SIGHUP)
+    wait_until(lambda: "1 bearer-token key loaded" in srv.stderr_text(), 10, what="reload")
+    c = srv.client()
+    tok = make_jwt(new, "RS256", claims(email="alice@example.org", iss=ISS, aud=AUD), kid="r2")
+    assert c.cmd("AUTH OAUTHBEARER " + bearer(tok)).startswith("+OK Logged in")
+    c.quit()
+    c = srv.client()
+    refused(c, c.cmd("AUTH OAUTHBEARER " + bearer(token(keys))))
+    (site.root / "jwks.json").write_text("{not json")
+    srv.send_signal(signal.SIGHUP)
+    wait_until(lambda: "keeping the keys loaded before" in srv.stderr_text(), 10, what="refusal")
+    c = srv.client()
+    assert c.cmd("AUTH OAUTHBEARER " + bearer(tok)).startswith("+OK Logged in")
+    c.quit()
