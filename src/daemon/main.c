@@ -403,6 +403,7 @@ int main(int argc, char **argv)
      * the pool finish and are dropped by server_free. */
     metrics_http_free(&metrics);
     server_stop(srv);
+    guard_save_known(guard);
     pool_destroy(&pool);
     event_free(sigterm);
     event_free(sigint);

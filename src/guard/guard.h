@@ -121,6 +121,9 @@ void guard_login(struct guard *g, const struct guard_attempt *at, struct guard_d
  * called every few seconds. */
 void guard_expire(struct guard *g, time_t now);
 unsigned guard_bans_active(struct guard *g);
+/* Writes the networks each account logged in from to state_dir/known-nets
+ * (read back by guard_new()); called at shutdown. */
+void guard_save_known(struct guard *g);
 
 /* anomaly.c: facts from the sessions. */
 void guard_note_retr(struct guard *g, const char *user, uint64_t bytes, time_t now);

@@ -302,6 +302,71 @@ static void bans_load(struct guard *g, time_t now)
         log_info("%u ban%s kept from before the restart", g->bans, g->bans == 1 ? "" : "s");
 }
 
+/*
+ * The networks each account logged in from (the account throttle spares
+ * them): written at shutdown, read at start-up, so that a restart during
+ * an attack does not lock the owners out. Lines: "user net last_ok".
+ */
+void guard_save_known(struct guard *g)
+{
+    char path[4096], tmp[4200];
+
+    if (g->set.state_dir == NULL)
+        return;
+    snprintf(path, sizeof(path), "%s/known-nets", g->set.state_dir);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL) {
+        log_error("cannot write %s: %s", tmp, strerror(errno));
+        return;
+    }
+    fputs("# posternd: networks each account logged in from (user net last-login)\n", f);
+    pthread_mutex_lock(&g->mutex);
+    for (size_t b = 0; b < GUARD_BUCKETS; b++) {
+        for (struct user_node *u = g->users[b]; u != NULL; u = u->next) {
+            for (unsigned i = 0; i < u->n_known; i++) {
+                char net[64];
+                guard_net_format(g, &u->known[i].net, net, sizeof(net));
+                fprintf(f, "%s %s %lld\n", u->name, net, (long long)u->known[i].last_ok);
+            }
+        }
+    }
+    pthread_mutex_unlock(&g->mutex);
+    bool bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
+    if (fclose(f) != 0 || bad || rename(tmp, path) < 0) {
+        log_error("cannot write %s: %s", path, strerror(errno));
+        unlink(tmp);
+    }
+}
+
+static void known_load(struct guard *g, time_t now)
+{
+    char path[4096], line[512];
+
+    if (g->set.state_dir == NULL)
+        return;
+    snprintf(path, sizeof(path), "%s/known-nets", g->set.state_dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char user[256], net[128];
+        long long last;
+        struct guard_cidr c;
+        if (line[0] == '#' || sscanf(line, "%255s %127s %lld", user, net, &last) != 3 ||
+            guard_parse_cidr(net, strlen(net), &c) < 0 || last <= now - GUARD_KNOWN_IP_DAYS * 86400)
+            continue;
+        struct user_node *u = guard_user_find(g, user, true);
+        if (u == NULL || u->n_known == GUARD_KNOWN_IPS)
+            continue;
+        memcpy(u->known[u->n_known].net.key, c.addr, 16);
+        u->known[u->n_known].last_ok = (time_t)last;
+        u->n_known++;
+        u->last_seen = now;
+    }
+    fclose(f);
+}
+
 /* --- the face --- */
 
 struct guard *guard_new(const struct guard_settings *set)
@@ -316,6 +381,7 @@ struct guard *guard_new(const struct guard_settings *set)
     pthread_mutex_init(&g->mutex, NULL);
     pthread_mutex_init(&g->alert_mutex, NULL);
     bans_load(g, time(NULL));
+    known_load(g, time(NULL));
     return g;
 }
 

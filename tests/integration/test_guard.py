@@ -152,6 +152,20 @@ def test_account_throttle_spares_the_owner(gsite, start_server):
     assert c.cmd(f"PASS {PW}").startswith("+OK")
     assert time.monotonic() - t < 0.5
     c.quit()
+    # The owner's networks are remembered across a restart.
+    assert srv.stop() == 0
+    srv.stopped_by_test = True
+    known = (gsite.root / "state" / "known-nets").read_text()
+    assert "carol 127.0.0.20/32 " in known
+    srv2 = start_server(**guard_conf(account_failures=3, account_window=60,
+                                     failure_delay_max=2))
+    for i in range(3):
+        fail(client(srv2, source=f"127.0.1.{i + 1}"), user="carol", pw=f"t{i}")
+    c = client(srv2, source="127.0.0.20")
+    c.ok("USER carol")
+    t = time.monotonic()
+    assert c.cmd(f"PASS {PW}").startswith("+OK")
+    assert time.monotonic() - t < 0.5
 
 
 def test_login_delay(gsite, start_server):
