@@ -137,7 +137,7 @@ bench-tools: $(BENCH_TOOLS)
 build/bench/loadgen: bench/loadgen.c
 	@mkdir -p $(dir $@)
 	$(CC) -D_GNU_SOURCE $(CFLAGS_RELEASE) $(LDFLAGS_RELEASE) -o $@ $< -lssl -lcrypto
-build/bench/%: bench/%.c
+build/bench/%: bench/%.c bench/bench_server.h
 	@mkdir -p $(dir $@)
 	$(CC) -D_GNU_SOURCE $(CFLAGS_RELEASE) $(LDFLAGS_RELEASE) -o $@ $< -lpthread
 

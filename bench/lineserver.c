@@ -27,6 +27,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "bench_server.h"
+
 #define MAX_EVENTS   256
 #define ACCEPT_BATCH 64
 /* Replies owed beyond this stop the reading until they are sent, so that a
@@ -228,52 +230,22 @@ int main(int argc, char **argv)
     }
     if (port < 0 || port > 65535 || threads < 1 || threads > 256)
         usage();
-    signal(SIGPIPE, SIG_IGN);
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    bench_server_setup();
     for (size_t i = 0; i + 5 <= sizeof(pattern); i += 5)
         memcpy(pattern + i, "+OK\r\n", 5);
 
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof(ss));
-    socklen_t sl;
-    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
-        a4->sin_family = AF_INET;
-        a4->sin_port = htons((uint16_t)port);
-        sl = sizeof(*a4);
-    } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
-        a6->sin6_family = AF_INET6;
-        a6->sin6_port = htons((uint16_t)port);
-        sl = sizeof(*a6);
-    } else {
+    unsigned bound;
+    listen_fd = bench_server_listen(host, port, "lineserver: listen", &bound);
+    if (listen_fd == -2)
         usage();
-    }
-    listen_fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&ss, sl) < 0 ||
-        listen(listen_fd, 4096) < 0) {
-        perror("lineserver: listen");
+    if (listen_fd < 0)
         return 1;
-    }
-    sl = sizeof(ss);
-    getsockname(listen_fd, (struct sockaddr *)&ss, &sl);
-    unsigned bound = ntohs(ss.ss_family == AF_INET ? a4->sin_port : a6->sin6_port);
 
     struct worker *ws = calloc((size_t)threads, sizeof(*ws));
     if (ws == NULL)
         return 1;
     for (long i = 0; i < threads; i++) {
-        ws[i].ep = epoll_create1(EPOLL_CLOEXEC);
-        /* EPOLLEXCLUSIVE: one worker woken per connection, not all. */
-        struct epoll_event ev = {.events = EPOLLIN | (threads > 1 ? EPOLLEXCLUSIVE : 0),
-                                 .data.ptr = NULL};
-        if (ws[i].ep < 0 || epoll_ctl(ws[i].ep, EPOLL_CTL_ADD, listen_fd, &ev) < 0) {
+        if ((ws[i].ep = bench_server_epoll(listen_fd, threads > 1)) < 0) {
             perror("lineserver: epoll");
             return 1;
         }

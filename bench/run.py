@@ -159,11 +159,11 @@ def proc_tree(root):
             st = proc_stat(d)
             if st:
                 children.setdefault(st[0], []).append(int(d))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
+    out, pending = [], [root]
+    while pending:
+        pid = pending.pop()
         out.append(pid)
-        todo.extend(children.get(pid, ()))
+        pending.extend(children.get(pid, ()))
     return out
 
 
@@ -1723,7 +1723,7 @@ def main():
                     f"gen cpu={r.get('cpu_pct')}% server cpu={r.get('server_cpu_pct')}%")
 
             for run_i in range(runs):
-                todo = []
+                pending = []
                 for inst in order:
                     slow = row.get("slow", {}).get(inst)
                     if slow and run_i > 0 and not args.slow:
@@ -1732,18 +1732,18 @@ def main():
                     if slow and args.quick and not args.only:
                         skipped.setdefault(row["name"], {})[inst] = slow
                         continue
-                    todo.append(inst)
-                if row.get("parallel") and len(todo) > 1:
+                    pending.append(inst)
+                if row.get("parallel") and len(pending) > 1:
                     # Not shutdown(wait=True) on an error: the cleanup below
                     # stops the loadgens the threads are waiting for.
-                    ex = concurrent.futures.ThreadPoolExecutor(len(todo))
+                    ex = concurrent.futures.ThreadPoolExecutor(len(pending))
                     try:
-                        for fut in [ex.submit(measure_one, i, run_i=run_i) for i in todo]:
+                        for fut in [ex.submit(measure_one, i, run_i=run_i) for i in pending]:
                             fut.result()
                     finally:
                         ex.shutdown(wait=False)
                 else:
-                    for inst in todo:
+                    for inst in pending:
                         measure_one(inst, run_i=run_i)
             for inst, why in skipped.get(row["name"], {}).items():
                 if results.get(inst):

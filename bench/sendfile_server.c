@@ -28,6 +28,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bench_server.h"
+
 #define MAX_EVENTS   256
 #define ACCEPT_BATCH 64
 /* One call never asks for more than this, so that one connection cannot
@@ -185,49 +187,20 @@ int main(int argc, char **argv)
         file_sizes[f] = st.st_size;
         total += st.st_size;
     }
-    signal(SIGPIPE, SIG_IGN);
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    bench_server_setup();
 
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof(ss));
-    socklen_t sl;
-    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
-        a4->sin_family = AF_INET;
-        a4->sin_port = htons((uint16_t)port);
-        sl = sizeof(*a4);
-    } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
-        a6->sin6_family = AF_INET6;
-        a6->sin6_port = htons((uint16_t)port);
-        sl = sizeof(*a6);
-    } else {
+    unsigned bound;
+    listen_fd = bench_server_listen(host, port, "sendfile_server: listen", &bound);
+    if (listen_fd == -2)
         usage();
-    }
-    listen_fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&ss, sl) < 0 ||
-        listen(listen_fd, 4096) < 0) {
-        perror("sendfile_server: listen");
+    if (listen_fd < 0)
         return 1;
-    }
-    sl = sizeof(ss);
-    getsockname(listen_fd, (struct sockaddr *)&ss, &sl);
-    unsigned bound = ntohs(ss.ss_family == AF_INET ? a4->sin_port : a6->sin6_port);
 
     struct worker *ws = calloc((size_t)threads, sizeof(*ws));
     if (ws == NULL)
         return 1;
     for (long t = 0; t < threads; t++) {
-        ws[t].ep = epoll_create1(EPOLL_CLOEXEC);
-        struct epoll_event ev = {.events = EPOLLIN | (threads > 1 ? EPOLLEXCLUSIVE : 0),
-                                 .data.ptr = NULL};
-        if (ws[t].ep < 0 || epoll_ctl(ws[t].ep, EPOLL_CTL_ADD, listen_fd, &ev) < 0) {
+        if ((ws[t].ep = bench_server_epoll(listen_fd, threads > 1)) < 0) {
             perror("sendfile_server: epoll");
             return 1;
         }

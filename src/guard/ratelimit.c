@@ -705,7 +705,6 @@ void guard_login(struct guard *g, const struct guard_attempt *at, struct guard_d
     }
     if (trusted)
         d->delay_ms = 0;
-    unsigned bans = g->bans;
     pthread_mutex_unlock(&g->mutex);
 
     if (d->banned) {
@@ -726,7 +725,6 @@ void guard_login(struct guard *g, const struct guard_attempt *at, struct guard_d
         pthread_mutex_lock(&g->mutex);
         bans_save(g);
         pthread_mutex_unlock(&g->mutex);
-        (void)bans;
     }
     guard_raise(g, alerts, n_alerts, now);
 }

@@ -8,34 +8,15 @@ import hashlib
 import os
 import re
 import stat
-import subprocess
 import time
 from datetime import datetime, timezone
 
 import pytest
 
-from conftest import BUILD
+from test_cli import run  # the CLI runner with its sanitizer checks
 
-CLI = BUILD / "asan" / "postern"
 SHOWN_RE = re.compile(r"^[a-z2-7]{4}(-[a-z2-7]{4}){4}$")
 LINE_RE = re.compile(r"^([^:]+):([^:]+):(\d+):(\d+):([0-9a-f]{32}):([0-9a-f]{64})$")
-
-
-def run(site, *args, stdin=b""):
-    if not CLI.exists():
-        pytest.skip(f"{CLI} not built")
-    env = dict(os.environ)
-    env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
-    p = subprocess.run(
-        [str(CLI), "-c", str(site.root / "postern.conf"), *args],
-        input=stdin,
-        capture_output=True,
-        timeout=60,
-        env=env,
-    )
-    for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error"):
-        assert marker not in p.stderr.decode(errors="replace"), p.stderr.decode()
-    return p
 
 
 @pytest.fixture
