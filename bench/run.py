@@ -1483,15 +1483,20 @@ def targets(summaries):
         else:
             res.append((label, "PASS" if v < 50 and not e else "FAIL",
                         f"{row}: NOOP p99 {v:.2f} ms" + (f"; {e} errors" if e else "")))
-    for tag, name, pinst, tinst in (("tls", "TLS 1.3", P, T), ("tls12", "TLS 1.2", P, T),
-                                    ("tls-ecdsa", "ECDSA P-256 certificate (secondary rows): TLS 1.3", PE, TE)):
-        res.append(ratio_target(f"{name} full handshakes c16 >= 2x Dovecot tuned",
-                                f"{tag}-full-c16", pinst, tinst, "rate", 2))
-        fv, fe = get(f"{tag}-full-c16", pinst, "rate")
-        rv, re_ = get(f"{tag}-resume-c16", pinst, "rate")
-        label = f"{name} with resumption c16 >= 3x our own full-handshake rate"
+    # The issue names no concurrency for the TLS targets: like the login
+    # targets they are judged at 16 and, for the primary TLS 1.3 rows, at
+    # 256 (handshake capacity with the machine saturated) as well.
+    for tag, name, pinst, tinst, c in (("tls", "TLS 1.3", P, T, 16), ("tls", "TLS 1.3", P, T, 256),
+                                       ("tls12", "TLS 1.2", P, T, 16),
+                                       ("tls-ecdsa", "ECDSA P-256 certificate (secondary rows): TLS 1.3",
+                                        PE, TE, 16)):
+        res.append(ratio_target(f"{name} full handshakes c{c} >= 2x Dovecot tuned",
+                                f"{tag}-full-c{c}", pinst, tinst, "rate", 2))
+        fv, fe = get(f"{tag}-full-c{c}", pinst, "rate")
+        rv, re_ = get(f"{tag}-resume-c{c}", pinst, "rate")
+        label = f"{name} with resumption c{c} >= 3x our own full-handshake rate"
         if fv is None or rv is None:
-            res.append(absent(label, f"{tag}-full-c16", f"{tag}-resume-c16"))
+            res.append(absent(label, f"{tag}-full-c{c}", f"{tag}-resume-c{c}"))
         else:
             res.append((label, "PASS" if rv >= 3 * fv and not re_ else "FAIL",
                         f"Postern resumed {num(rv)}/s vs full {num(fv)}/s = {times(rv / fv, 3)} (need 3x)"

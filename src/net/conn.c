@@ -20,6 +20,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>
 #include <openssl/err.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
@@ -54,6 +55,7 @@ struct conn {
     bool session_started;     /* greeting sent (POP3S: after the handshake) */
     bool raw_watch;           /* closing: waiting for the socket side to drain */
     bool close_notify_sent;   /* TLS ended with close_notify */
+    bool read_ahead;          /* POP3S: OpenSSL reads the socket ahead, see kick_tls_read */
     const char *close_reason; /* for the disconnect line */
     const char *mech;
     unsigned auth_failures;
@@ -66,6 +68,7 @@ struct conn {
 };
 
 static void process_input(struct conn *c);
+static void kick_tls_read(struct conn *c);
 static void conn_free(struct conn *c, const char *reason);
 
 static void audit_conn(struct audit_line *a, struct conn *c, const char *level, const char *event)
@@ -657,6 +660,7 @@ static void tls_established(struct conn *c)
     } else {
         c->session_started = true;
         pop3_session_start(c->session);
+        kick_tls_read(c);
     }
 }
 
@@ -670,6 +674,27 @@ static const char *tls_failure(struct conn *c, char *buf, size_t size)
     snprintf(buf, size, "%s: %s", c->handshaking ? "TLS handshake failed" : "TLS error",
              ERR_reason_error_string(e) != NULL ? ERR_reason_error_string(e) : "unknown");
     return buf;
+}
+
+/*
+ * POP3S sockets are read ahead: one read() takes a whole flight of TLS
+ * records instead of two per record (header, then body), which saves a
+ * third of the system calls of a login. But libevent 2.1 stops reading a
+ * socket-based TLS bufferevent once the record it decrypted is used up, and
+ * records OpenSSL has already taken off the socket wake no epoll: pipelined
+ * commands sent as separate records, or a command that came with the
+ * client's Finished, would wait forever. So wherever reading may resume
+ * with such records held, the read event is run by hand. (STLS sessions
+ * read through a filter bufferevent that keeps reading until OpenSSL wants
+ * more, and are not read ahead.)
+ */
+static void kick_tls_read(struct conn *c)
+{
+    if (!c->read_ahead || c->closing)
+        return;
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    if (ssl != NULL && SSL_has_pending(ssl) && (bufferevent_get_enabled(c->bev) & EV_READ))
+        event_active(&c->bev->ev_read, EV_READ, 1);
 }
 
 static void process_input(struct conn *c)
@@ -714,10 +739,12 @@ static void process_input(struct conn *c)
     }
     /* A session busy with a reply reads nothing: pipelined commands wait
      * in the kernel, and the idle timer runs on the output side. */
-    if (idle)
+    if (idle) {
         bufferevent_enable(c->bev, EV_READ);
-    else
+        kick_tls_read(c);
+    } else {
         bufferevent_disable(c->bev, EV_READ);
+    }
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)
@@ -967,10 +994,13 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen,
         if (ssl != NULL) {
             c->bev = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                                     BEV_OPT_CLOSE_ON_FREE);
-            if (c->bev == NULL)
+            if (c->bev == NULL) {
                 SSL_free(ssl);
-            else
+            } else {
                 bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+                SSL_set_read_ahead(ssl, 1);
+                c->read_ahead = true;
+            }
         }
         c->handshaking = true;
     } else {

@@ -164,8 +164,11 @@ static SSL_CTX *ctx_load(struct tls *t, const char **error_r)
      * ordinary one, as it did before OpenSSL 3. */
     SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION |
                                  SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
-    /* Idle sessions give their 34 KiB of record buffers back. */
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    /* Idle sessions give their 34 KiB of record buffers back. The chain
+     * sent is the one in the [tls] cert file (as fullchain.pem has it):
+     * OpenSSL would otherwise try to build one from its empty store on
+     * every handshake. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN);
     if (set->ciphers != NULL && SSL_CTX_set_cipher_list(ctx, set->ciphers) != 1) {
         *error_r = ssl_error("[tls] ciphers", set->ciphers);
         goto fail;

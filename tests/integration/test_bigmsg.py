@@ -40,6 +40,16 @@ def big_server(site, start_server, big_message):
         path.unlink(missing_ok=True)
 
 
+def vm_hwm_kib(pid):
+    """The kernel's high-water mark of the process's RSS: the reader loop
+    holds the GIL and may leave the sampler thread only a turn or two."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
 def check_body(body, big_message):
     _, digest, size = big_message
     assert len(body) == size
@@ -54,16 +64,14 @@ def test_big_message_fast_reader(big_server, big_message):
     assert size == big_message[2]
     sampler = RssSampler(srv.pid)
     sampler.start()
-    t0 = time.monotonic()
     status = c.ok("RETR 1")
     body = c.read_multiline(timeout=60)
-    elapsed = time.monotonic() - t0
-    peak = sampler.stop()
+    peak = max(sampler.stop(), vm_hwm_kib(srv.pid))
     assert status == f"+OK {size} octets"
     check_body(body, big_message)
     del body
     assert peak < RSS_LIMIT_KIB, f"VmRSS peaked at {peak} KiB"
-    assert len(sampler.samples) >= min(3, int(elapsed / 0.05)), "RSS was not sampled"
+    assert sampler.samples, "RSS was not sampled"
     c.quit()
 
 

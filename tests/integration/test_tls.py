@@ -1124,3 +1124,84 @@ def test_stalled_reader_inside_tls_times_out(site, tls_server, how):
     assert time.monotonic() - t0 < 5
     c.close()
     assert len(site.message_files("alice")) == 3
+
+
+class RecordClient:
+    """A POP3S client on memory BIOs, so the test decides which TLS records
+    reach the server in one TCP segment."""
+
+    def __init__(self, srv):
+        self.sock = socket.create_connection(("127.0.0.1", srv.tls_port), timeout=5)
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = client_ctx(srv.cafile).wrap_bio(self.inc, self.out,
+                                                    server_hostname="localhost")
+        self.buf = b""
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.flush()
+                self.pump()
+        # The client's Finished is still in self.out: whatever is written
+        # next travels in the same segment.
+
+    def flush(self):
+        data = self.out.read()
+        if data:
+            self.sock.sendall(data)
+
+    def pump(self):
+        data = self.sock.recv(65536)
+        assert data, "server closed the connection"
+        self.inc.write(data)
+
+    def write_records(self, *records):
+        """One TLS record per item, all sent with a single send()."""
+        for r in records:
+            self.tls.write(r)
+        self.flush()
+
+    def read_until(self, end, deadline=5.0):
+        t_end = time.monotonic() + deadline
+        while end not in self.buf:
+            try:
+                self.buf += self.tls.read(65536)
+                continue
+            except ssl.SSLWantReadError:
+                pass
+            assert time.monotonic() < t_end, f"no {end!r} in {self.buf!r}"
+            try:
+                self.pump()
+            except socket.timeout:
+                pytest.fail(f"the server stalled; got {self.buf!r}")
+        head, _, self.buf = self.buf.partition(end)
+        return head + end
+
+
+def test_pop3s_command_with_client_finished(tls_server):
+    """A command that arrives with the client's Finished is answered:
+    records OpenSSL has read ahead wake no epoll, so the server must look
+    for them itself."""
+    srv = tls_server()
+    c = RecordClient(srv)
+    c.write_records(b"CAPA\r\n")
+    assert c.read_until(b"\r\n").startswith(b"+OK")
+    capa_reply = c.read_until(b"\r\n.\r\n")
+    assert capa_reply.startswith(b"+OK") and b"USER\r\n" in capa_reply
+
+
+def test_pop3s_pipelined_records(tls_server):
+    """Commands pipelined in separate TLS records within one TCP segment
+    are all answered, in order, through a login that waits for the
+    password check."""
+    srv = tls_server()
+    c = RecordClient(srv)
+    c.write_records()
+    assert c.read_until(b"\r\n").startswith(b"+OK")
+    c.write_records(b"USER alice\r\n", f"PASS {ALICE_PW}\r\n".encode(), b"STAT\r\n",
+                    b"UIDL 1\r\n", b"QUIT\r\n")
+    replies = [c.read_until(b"\r\n") for _ in range(5)]
+    assert all(r.startswith(b"+OK") for r in replies), replies
+    assert replies[2].startswith(b"+OK 2 ")
+    audit_for(srv, str(c.sock.getsockname()[1]), "quit")
