@@ -931,10 +931,8 @@ static void refuse(int fd, const struct sockaddr *sa, enum guard_verdict v)
         "-ERR [SYS/TEMP] Too many connections not logged in from your address\r\n";
     const char *msg = v == GUARD_BANNED ? banned : v == GUARD_TOO_MANY_PREAUTH ? preauth : full;
 
-    if (send(fd, msg, strlen(msg), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
-        /* The client goes away without the explanation. */
-    }
-    close(fd);
+    /* The audit line is written before the client is told, so whoever has
+     * seen the answer (a test, an operator) also finds the line. */
     if (v == GUARD_BANNED || v == GUARD_TOO_MANY_PREAUTH) {
         char ip[INET6_ADDRSTRLEN] = "";
         unsigned port = 0;
@@ -952,6 +950,10 @@ static void refuse(int fd, const struct sockaddr *sa, enum guard_verdict v)
         audit_str(&a, "reason", v == GUARD_BANNED ? "banned" : "too many unauthenticated");
         audit_end(&a);
     }
+    if (send(fd, msg, strlen(msg), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+        /* The client goes away without the explanation. */
+    }
+    close(fd);
 }
 
 void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen, bool tls)
