@@ -1061,8 +1061,9 @@ def rows_all():
 
 # metric: (key, label, unit, higher_is_better)
 METRICS = {
-    "login": [("rate", "", "sess/s", True), ("p99_ms", " p99", "ms", False)],
-    "retr": [("mb_per_s", "", "MB/s", True)],
+    "login": [("rate", "", "sess/s", True), ("p50_ms", " p50", "ms", False),
+              ("p99_ms", " p99", "ms", False)],
+    "retr": [("mb_per_s", "", "MB/s", True), ("msgs_per_s", " msgs", "msg/s", True)],
     "idle": [("kib_per_session", " mem", "KiB/sess", False), ("p99_ms", " NOOP p99", "ms", False)],
     "bigbox": [("first_login_stat", " 1st login+STAT", "ms", False),
                ("login_stat", " login+STAT", "ms", False),
