@@ -1833,9 +1833,34 @@ def main():
     md += [f"| {label} | {verdict} | {detail} |" for label, verdict, detail in tg]
     if NOTES:
         md += ["", "## Notes", ""] + [f"- {n}" for n in NOTES]
+    md += carried_analysis(out, started)
     with open(out, "w") as f:
         f.write("\n".join(md) + "\n")
     log(f"wrote {os.path.relpath(out, TOP)} and {os.path.relpath(raw_path, TOP)}")
+
+
+ANALYSIS_HEADING = "## Where the targets are missed"
+
+
+def carried_analysis(path, started):
+    """The hand-written analysis at the end of the old report, kept (it
+    cannot be generated), under a line saying it predates this run."""
+    try:
+        with open(path) as f:
+            old = f.read()
+    except OSError:
+        return []
+    at = old.find("\n" + ANALYSIS_HEADING)
+    if at < 0:
+        return []
+    section = old[at + 1:].rstrip("\n").split("\n")
+    stamp = (f"(Carried over from the previous report by the run of "
+             f"{started.strftime('%Y-%m-%d %H:%M')}: its figures may be from an older run.)")
+    if len(section) > 2 and section[2].startswith("(Carried over"):
+        section[2] = stamp
+    else:
+        section[1:1] = ["", stamp]
+    return [""] + section
 
 
 if __name__ == "__main__":
