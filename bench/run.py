@@ -767,6 +767,20 @@ class Postern(Server):
         self.audit = os.path.join(self.dir, "audit.log")
         self.logs = [self.audit]
 
+    def tuning(self):
+        """The [limits] and [guard] sections of the configuration."""
+        return """
+[limits]
+; the defaults (10000 and 20) would throttle the benchmark: every session
+; comes from 127.0.0.1, and idle holds 10,000 at once
+max_connections = 12000
+max_connections_per_ip = 12000
+
+[guard]
+; likewise: every session is unauthenticated for a moment, from one address
+max_preauth_per_ip = 12000
+"""
+
     def write_conf(self, with_cache):
         cache_line = f"cache = {'yes' if self.cache else 'no'}\n" if with_cache else ""
         with open(self.conf, "w") as f:
@@ -788,17 +802,7 @@ allow_plaintext_loopback = yes
 {cache_line}
 [mail]
 location = maildir:{MAIL_ROOT}/%u/Maildir
-
-[limits]
-; the defaults (10000 and 20) would throttle the benchmark: every session
-; comes from 127.0.0.1, and idle holds 10,000 at once
-max_connections = 12000
-max_connections_per_ip = 12000
-
-[guard]
-; likewise: every session is unauthenticated for a moment, from one address
-max_preauth_per_ip = 12000
-
+{self.tuning()}
 [log]
 audit = {self.audit}
 """)
@@ -864,35 +868,16 @@ class PosternAttack(Postern):
         super().__init__(name, label, port, tls_port, cache=True)
         self.guard = guard_defaults()
 
-    def write_conf(self, with_cache):
+    def tuning(self):
         sections = {}
         for section, key, value in self.guard:
             sections.setdefault(section, []).append(f"{key} = {value}")
-        extra = "".join(f"\n[{sec}]\n; the defaults (src/daemon/defaults.h), written out\n"
-                        + "\n".join(lines) + "\n" for sec, lines in sections.items())
-        with open(self.conf, "w") as f:
-            f.write(f"""; written by bench/run.py ({self.name})
-[server]
-listen = {HOST}:{self.port}
-listen_tls = {HOST}:{self.tls_port}
-threads = 0
-state_dir = state
+        return "".join(f"\n[{sec}]\n; the defaults (src/daemon/defaults.h), written out\n"
+                       + "\n".join(lines) + "\n" for sec, lines in sections.items())
 
-[tls]
-cert = {TLS_DIR}/cert.pem
-key = {TLS_DIR}/key.pem
-
-[auth]
-passdb = passwd-file:{PASSWD}
-require_tls = yes
-allow_plaintext_loopback = yes
-{extra}
-[mail]
-location = maildir:{MAIL_ROOT}/%u/Maildir
-
-[log]
-audit = {self.audit}
-""")
+    def write_conf(self, with_cache):
+        # The attacker faces the server as installed: no cache line either.
+        super().write_conf(False)
 
     def start(self):
         shutil.rmtree(os.path.join(self.dir, "state"), ignore_errors=True)

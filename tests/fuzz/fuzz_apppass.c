@@ -13,21 +13,7 @@
 
 #include "auth/apppass.h"
 #include "auth/passdb.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(bool ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "fuzz_apppass: %s\n", what);
-        abort();
-    }
-}
-
-static bool inside(const char *p, const char *buf, size_t size)
-{
-    return p >= buf && p <= buf + size;
-}
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -57,12 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (r == 0)
             continue;
         check(inside(l.user, buf, size) && inside(l.label, buf, size), "pointer outside");
-        size_t ulen = strlen(l.user);
-        check(ulen > 0 && ulen <= PASSDB_USER_MAX, "bad user name length");
-        for (size_t i = 0; i < ulen; i++) {
-            unsigned char c = (unsigned char)l.user[i];
-            check(c > 0x20 && c != 0x7f && c != '/' && c != ':', "bad user name byte");
-        }
+        check_user_name(l.user);
         check(apppass_label_valid(l.label), "bad label");
         check(l.created >= 0 && l.created <= APPPASS_TIME_MAX, "bad creation time");
         check(l.last_used >= 0 && l.last_used <= APPPASS_TIME_MAX, "bad last-use time");

@@ -10,18 +10,9 @@
 #include <unistd.h>
 
 #include "daemon/config.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz.h"
 
 static char path[64];
-
-static void check(bool ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "fuzz_config: %s\n", what);
-        abort();
-    }
-}
 
 static void cleanup(void)
 {

@@ -14,16 +14,7 @@
 
 #include "pop3/pop3.h"
 #include "store/store.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(bool ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "fuzz_dotstuff: %s\n", what);
-        abort();
-    }
-}
+#include "fuzz.h"
 
 /* Chunk sizes from a seed: 1 to 64 bytes, sometimes empty. */
 static size_t next_chunk(uint32_t *seed)

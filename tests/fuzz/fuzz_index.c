@@ -16,20 +16,11 @@
 #include <unistd.h>
 
 #include "store/store.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz.h"
 
 #define N_MSGS 4
 
 static char root[64], md[96], index_path[128];
-
-static void check(bool ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "fuzz_index: %s\n", what);
-        abort();
-    }
-}
 
 static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
 {

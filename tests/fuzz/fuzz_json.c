@@ -10,16 +10,7 @@
 #include <string.h>
 
 #include "auth/json.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(bool ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "fuzz_json: %s\n", what);
-        abort();
-    }
-}
+#include "fuzz.h"
 
 struct out {
     char *buf;

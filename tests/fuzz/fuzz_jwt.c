@@ -26,8 +26,7 @@
 #include <openssl/pem.h>
 
 #include "auth/jwt.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz.h"
 
 /* Fixed, so that the seed corpus can hold tokens with valid signatures. */
 static const char ec_pem[] = "-----BEGIN PRIVATE KEY-----\n"
@@ -50,14 +49,6 @@ static const char *const reasons[] = {
     "malformed token", "unsupported alg", "unknown key",    "bad signature", "expired",
     "not yet valid",   "wrong issuer",    "wrong audience", "no user claim", "bad user claim",
 };
-
-static void check(bool ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "fuzz_jwt: %s\n", what);
-        abort();
-    }
-}
 
 static char *b64url(const unsigned char *in, size_t len)
 {

@@ -12,16 +12,7 @@
 #include <time.h>
 
 #include "lib/logfmt.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(int ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "fuzz_logfmt: %s\n", what);
-        abort();
-    }
-}
+#include "fuzz.h"
 
 /* audit_tok() for plain tokens, audit_str() for everything else. */
 static size_t encode(const struct logfmt *f, char *out)

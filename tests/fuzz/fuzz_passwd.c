@@ -11,21 +11,7 @@
 
 #include "auth/passdb.h"
 #include "auth/scram.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(bool ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "fuzz_passwd: %s\n", what);
-        abort();
-    }
-}
-
-static bool inside(const char *p, const char *buf, size_t size)
-{
-    return p >= buf && p <= buf + size;
-}
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -50,12 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (r == 0)
             continue;
         check(inside(pl.user, buf, size) && inside(pl.hash, buf, size), "pointer outside");
-        size_t ulen = strlen(pl.user);
-        check(ulen > 0 && ulen <= PASSDB_USER_MAX, "bad user name length");
-        for (size_t i = 0; i < ulen; i++) {
-            unsigned char c = (unsigned char)pl.user[i];
-            check(c > 0x20 && c != 0x7f && c != '/' && c != ':', "bad user name byte");
-        }
+        check_user_name(pl.user);
         check(pl.scheme == HASH_CRYPT || pl.scheme == HASH_PLAIN || pl.scheme == HASH_ARGON2ID ||
                   pl.scheme == HASH_SCRAM,
               "bad scheme");

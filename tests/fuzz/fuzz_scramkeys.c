@@ -11,16 +11,7 @@
 #include <string.h>
 
 #include "auth/scram.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(bool ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "fuzz_scramkeys: %s\n", what);
-        abort();
-    }
-}
+#include "fuzz.h"
 
 static void fuzz_b64(const char *in, size_t len)
 {

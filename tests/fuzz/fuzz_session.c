@@ -25,21 +25,12 @@
 #include "pop3/pop3.h"
 #include "mock_io.h"
 #include "mock_mailbox.h"
+#include "fuzz.h"
 
 #define MAX_LINE 512 /* a small max_line, as the network layer would enforce */
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 static char *big;
 static size_t big_len;
-
-static void check(bool ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "fuzz_session: %s\n", what);
-        abort();
-    }
-}
 
 /* More than POP3_OUTPUT_HIGH on the wire, with dots and mixed line ends. */
 static void make_big(void)

@@ -660,3 +660,19 @@ class RssSampler(threading.Thread):
         self._halt.set()
         self.join(5)
         return max(self.samples) if self.samples else 0
+
+
+def run_posternd_conf(site, text, name="postern.conf"):
+    """Writes text as SITE/name and runs posternd on it in the foreground,
+    for a configuration that must stop it at start-up; returns (exit
+    status, stderr, the file's path)."""
+    if not ASAN_BIN.exists():
+        pytest.skip(f"{ASAN_BIN} not built")
+    path = site.root / name
+    path.write_text(text)
+    p = subprocess.run([str(ASAN_BIN), "-c", str(path), "-f"], capture_output=True,
+                       timeout=20, cwd=str(site.root), stdin=subprocess.DEVNULL)
+    err = p.stderr.decode(errors="replace")
+    for marker in SANITIZER_MARKERS:
+        assert marker not in err, err
+    return p.returncode, err, path

@@ -9,7 +9,8 @@ import subprocess
 
 import pytest
 
-from conftest import ASAN_BIN, SANITIZER_MARKERS, free_port
+from conftest import ASAN_BIN, free_port
+from conftest import run_posternd_conf as run_posternd
 
 GOOD = """\
 [server]
@@ -23,19 +24,6 @@ location = maildir:mail/%u/Maildir
 [log]
 audit = audit.log
 """
-
-
-def run_posternd(site, text, name="postern.conf"):
-    if not ASAN_BIN.exists():
-        pytest.skip(f"{ASAN_BIN} not built")
-    path = site.root / name
-    path.write_text(text)
-    p = subprocess.run([str(ASAN_BIN), "-c", str(path), "-f"], capture_output=True,
-                       timeout=20, cwd=str(site.root), stdin=subprocess.DEVNULL)
-    err = p.stderr.decode(errors="replace")
-    for marker in SANITIZER_MARKERS:
-        assert marker not in err, err
-    return p.returncode, err, path
 
 
 def with_line(text, after, line):

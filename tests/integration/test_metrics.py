@@ -21,7 +21,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ASAN_BIN, SANITIZER_MARKERS, Client, free_port, to_wire, wait_until
+from conftest import Client, free_port, run_posternd_conf, to_wire, wait_until
 
 PASSWORD = "m3trics-Pa55"
 MSG1 = b"Subject: one\n\nfirst message\n.dot line\n"
@@ -336,19 +336,6 @@ def test_tls_labels(site, start_server, cert):
     assert get(scrape(mport), "postern_sessions", state="transaction") == 0
 
 
-def _run(site, conf_text):
-    if not ASAN_BIN.exists():
-        pytest.skip(f"{ASAN_BIN} not built")
-    path = site.root / "postern.conf"
-    path.write_text(conf_text)
-    p = subprocess.run([str(ASAN_BIN), "-c", str(path), "-f"], capture_output=True, timeout=20,
-                       cwd=str(site.root), stdin=subprocess.DEVNULL)
-    err = p.stderr.decode(errors="replace")
-    for marker in SANITIZER_MARKERS:
-        assert marker not in err, err
-    return p.returncode, err, path
-
-
 CONF = """\
 [server]
 listen = 127.0.0.1:{port}
@@ -374,7 +361,7 @@ audit = audit.log
 ])
 def test_bad_listen_value_names_key_and_line(site, value, why):
     site.add_user("alice", PASSWORD)
-    rc, err, path = _run(site, CONF.format(port=free_port(), metrics=value))
+    rc, err, path = run_posternd_conf(site, CONF.format(port=free_port(), metrics=value))
     assert rc != 0
     assert f"{path}:10: [metrics] listen" in err, err
     assert why in err, err
@@ -386,7 +373,7 @@ def test_metrics_port_in_use(site):
         s.bind(("127.0.0.1", 0))
         s.listen(1)
         port = s.getsockname()[1]
-        rc, err, path = _run(site, CONF.format(port=free_port(), metrics=f"127.0.0.1:{port}"))
+        rc, err, path = run_posternd_conf(site, CONF.format(port=free_port(), metrics=f"127.0.0.1:{port}"))
     assert rc != 0
     assert f"{path}:10: [metrics] listen" in err, err
     assert f"cannot listen on 127.0.0.1:{port}" in err, err

@@ -14,38 +14,22 @@
 #include <cmocka.h>
 
 #include "lib/base64.h"
-#include "mock_io.h"
-#include "mock_mailbox.h"
-#include "pop3/pop3-private.h"
+#include "session_fx.h"
 #include "pop3/sasl/sasl.h"
 
 #define LOGIN_REPLY "+OK Logged in, 1 message (8 octets)\r\n"
 #define ALL_MECHS   0xfcu
 
-struct fx {
-    struct mock_io io;
-    struct mock_mailbox *mm;
-    struct pop3_session *s;
-    struct pop3_settings set;
-};
-
 static int fx_new(void **state, bool require_tls, bool secure)
 {
-    struct fx *f = calloc(1, sizeof(*f));
+    struct fx *f = fx_alloc();
 
-    assert_non_null(f);
-    mock_io_init(&f->io);
     f->io.random_byte = 0x40;
-    f->mm = mock_mailbox_new();
     mock_mailbox_add_str(f->mm, "u1", "x\r\n\r\ny\r\n");
-    f->set.greeting = "Postern ready";
     f->set.require_tls = require_tls;
     f->set.secure = secure;
     f->set.sasl_mechs = ALL_MECHS;
-    f->s = pop3_session_new(&f->set, &f->io.io, &f->io);
-    assert_non_null(f->s);
-    *state = f;
-    return 0;
+    return fx_start(state, f);
 }
 
 static int setup(void **state)
@@ -56,36 +40,6 @@ static int setup(void **state)
 static int setup_tls_required(void **state)
 {
     return fx_new(state, true, false);
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-
-    pop3_session_destroy(&f->s);
-    if (f->mm != NULL)
-        assert_int_equal(f->mm->open_streams, 0);
-    mock_mailbox_free(&f->mm);
-    mock_io_free(&f->io);
-    free(f);
-    return 0;
-}
-
-static void cmd(struct fx *f, const char *line)
-{
-    pop3_session_input(f->s, line, strlen(line));
-}
-
-static void expect(struct fx *f, const char *want)
-{
-    assert_string_equal(f->io.out, want);
-    mock_io_clear(&f->io);
-}
-
-static void expect_cmd(struct fx *f, const char *line, const char *want)
-{
-    cmd(f, line);
-    expect(f, want);
 }
 
 /* The base64 of len bytes, in a static buffer. */

@@ -13,9 +13,7 @@
 
 #include <cmocka.h>
 
-#include "pop3/pop3-private.h"
-#include "mock_io.h"
-#include "mock_mailbox.h"
+#include "session_fx.h"
 
 #define TS "<1896.697170952@dbc.mtview.ca.us>"
 
@@ -28,29 +26,15 @@
 /* strlen(M1) = 24, W2 = 31, strlen(M3) = 26 */
 #define LOGIN_REPLY "+OK Logged in, 3 messages (81 octets)\r\n"
 
-struct fx {
-    struct mock_io io;
-    struct mock_mailbox *mm;
-    struct pop3_session *s;
-    struct pop3_settings set;
-};
-
 static int fx_new(void **state, const char *apop_ts)
 {
-    struct fx *f = calloc(1, sizeof(*f));
+    struct fx *f = fx_alloc();
 
-    assert_non_null(f);
-    mock_io_init(&f->io);
-    f->mm = mock_mailbox_new();
     mock_mailbox_add_str(f->mm, "uid-one", M1);
     mock_mailbox_add_str(f->mm, "uid-two", M2);
     mock_mailbox_add_str(f->mm, "uid-three", M3);
-    f->set.greeting = "Postern ready";
     f->set.apop_timestamp = apop_ts;
-    f->s = pop3_session_new(&f->set, &f->io.io, &f->io);
-    assert_non_null(f->s);
-    *state = f;
-    return 0;
+    return fx_start(state, f);
 }
 
 static int setup(void **state)
@@ -61,40 +45,6 @@ static int setup(void **state)
 static int setup_apop(void **state)
 {
     return fx_new(state, TS);
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-
-    pop3_session_destroy(&f->s);
-    assert_null(f->s);
-    /* Whatever happened, the mailbox was closed with no stream left. */
-    if (f->mm != NULL)
-        assert_int_equal(f->mm->open_streams, 0);
-    mock_mailbox_free(&f->mm);
-    mock_io_free(&f->io);
-    free(f);
-    return 0;
-}
-
-static void cmd(struct fx *f, const char *line)
-{
-    pop3_session_input(f->s, line, strlen(line));
-}
-
-/* The output since the last check must be exactly want; then forget it. */
-static void expect(struct fx *f, const char *want)
-{
-    assert_string_equal(f->io.out, want);
-    assert_int_equal(f->io.out_len, strlen(want));
-    mock_io_clear(&f->io);
-}
-
-static void expect_cmd(struct fx *f, const char *line, const char *want)
-{
-    cmd(f, line);
-    expect(f, want);
 }
 
 /* USER/PASS and an OK answer with the fixture's mailbox. */
