@@ -932,6 +932,24 @@ def test_min_version_13(tls_server):
     # test_session_resumption[tls1.2-*].)
 
 
+def test_default_ciphersuite_order(tls_server):
+    """Without [tls] ciphersuites the server's order puts AES-128-GCM first,
+    though OpenSSL clients ask for AES-256-GCM first; the other two suites
+    stay on for clients that want only them."""
+    srv = tls_server()
+    c = pop3s(srv, client_ctx(srv.cafile, version=ssl.TLSVersion.TLSv1_3))
+    assert c.sock.cipher()[0] == "TLS_AES_128_GCM_SHA256"
+    c.close()
+    for suite in ("TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"):
+        out = subprocess.run(
+            [shutil.which("openssl"), "s_client", "-connect", f"127.0.0.1:{srv.tls_port}",
+             "-tls1_3", "-ciphersuites", suite, "-CAfile", str(srv.cafile), "-brief",
+             "-ign_eof"],
+            input=b"QUIT\r\n", capture_output=True, timeout=20)
+        assert b"+OK" in out.stdout, out
+        assert f"Ciphersuite: {suite}".encode() in out.stderr, out.stderr
+
+
 def test_ciphers_and_ciphersuites(tls_server):
     srv = tls_server(**{"tls.ciphers": "ECDHE-ECDSA-CHACHA20-POLY1305",
                         "tls.ciphersuites": "TLS_CHACHA20_POLY1305_SHA256"})
@@ -1205,3 +1223,43 @@ def test_pop3s_pipelined_records(tls_server):
     assert all(r.startswith(b"+OK") for r in replies), replies
     assert replies[2].startswith(b"+OK 2 ")
     audit_for(srv, str(c.sock.getsockname()[1]), "quit")
+
+
+@pytest.mark.parametrize("how", ["pop3s", "stls", "plain"])
+def test_reply_backlog_client_not_reading(tls_server, how):
+    """A client that pipelines commands and stops reading fills the socket:
+    replies the server writes straight to the socket then meet a full one
+    (OpenSSL must retry the very same record) and queue behind it. Every
+    reply still arrives, whole and in order, once the client reads."""
+    srv = tls_server(**{"auth.allow_plaintext_loopback": "yes"})
+    c = {"pop3s": pop3s, "stls": stls_client, "plain": lambda s: Client(s.port)}[how](srv)
+    c.login("alice", ALICE_PW)
+    assert bytes(c.buf) == b""
+    n = 3000000
+    data = b"NOOP\r\n" * n
+    want = b"+OK\r\n" * n
+    sent, got = 0, bytearray()
+    # Send without reading until the server stops taking input: its
+    # replies have filled the socket and its own output limit.
+    c.sock.settimeout(0.5)
+    try:
+        while sent < len(data):
+            sent += c.sock.send(data[sent:sent + 16384])
+    except (socket.timeout, ssl.SSLWantWriteError):
+        pass
+    assert sent < len(data), "the server read everything without the client reading"
+    print(f"sent {sent} bytes before the server stopped reading")
+    # Then: take every reply to what was sent, send the next 128 KiB.
+    c.sock.settimeout(20)
+    while True:
+        while len(got) < sent // 6 * 5:
+            chunk = c.sock.recv(65536)
+            assert chunk, "connection closed"
+            got += chunk
+        if sent == len(data):
+            break
+        c.sock.sendall(data[sent:sent + 131072])
+        sent = min(len(data), sent + 131072)
+    assert len(got) == len(want) and bytes(got) == want
+    c.sock.settimeout(10)
+    c.quit()
