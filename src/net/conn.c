@@ -1106,6 +1106,12 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen,
                 bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
                 SSL_set_read_ahead(ssl, 1);
                 c->read_ahead = true;
+                /* libevent enables writing for the handshake from the
+                 * start, though the server speaks only after the
+                 * ClientHello (and libevent arms EPOLLOUT itself should a
+                 * flight not fit). Left on, it is armed again once the
+                 * session opens, for a wake-up with nothing to write. */
+                bufferevent_disable(c->bev, EV_WRITE);
             }
         }
         c->handshaking = true;
