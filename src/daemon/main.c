@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -356,6 +357,14 @@ int main(int argc, char **argv)
         log_init("posternd", false);
     }
     signal(SIGPIPE, SIG_IGN);
+    /* Messages leave through output chunks of 128 KiB and more. With
+     * glibc's defaults a freed chunk at the top of a heap goes back to the
+     * kernel and the next one faults its pages in again, and before that
+     * each one is its own mmap: 5-9% of the server's CPU at RETR with 16
+     * clients (make bench). Freed memory is kept for reuse instead, up to
+     * 64 MiB per heap; allocations of 4 MiB and more are still mapped. */
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
     /* alert_command's children are reaped by the kernel. */
     signal(SIGCHLD, SIG_IGN);
     raise_fd_limit(cfg.max_connections);
