@@ -443,13 +443,13 @@ static void check_combinations(struct parse_ctx *p)
         AT("tls", cert ? "cert" : "key");
         fail(p, "tls", cert ? "cert" : "key", "%s",
              cert ? "needs [tls] key too" : "needs [tls] cert too");
-    } else if (!cert &&
-               (cfg->tls_ca != NULL || cfg->tls_ciphers != NULL || cfg->tls_ciphersuites != NULL ||
-                p->seen[key_index("tls", "min_version")])) {
-        const char *k = cfg->tls_ca != NULL             ? "ca"
-                        : cfg->tls_ciphers != NULL      ? "ciphers"
-                        : cfg->tls_ciphersuites != NULL ? "ciphersuites"
-                                                        : "min_version";
+    } else if (!cert && (cfg->tls_ca != NULL || cfg->tls_ciphers != NULL ||
+                         p->seen[key_index("tls", "ciphersuites")] ||
+                         p->seen[key_index("tls", "min_version")])) {
+        const char *k = cfg->tls_ca != NULL                         ? "ca"
+                        : cfg->tls_ciphers != NULL                  ? "ciphers"
+                        : p->seen[key_index("tls", "ciphersuites")] ? "ciphersuites"
+                                                                    : "min_version";
         AT("tls", k);
         fail(p, "tls", k, "%s", "has no effect without [tls] cert and key");
     } else if (!cert && cfg->n_listen_tls > 0) {
@@ -550,6 +550,7 @@ int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
     cfg->auth_cache = true;
     cfg->auth_cache_ttl = DEFAULT_AUTH_CACHE_TTL;
     cfg->tls_min_version = TLS1_2_VERSION;
+    cfg->tls_ciphersuites = strdup(DEFAULT_TLS_CIPHERSUITES);
     /* Every mechanism: the bearer ones drop out below unless [oauth] is
      * configured. */
     cfg->sasl_mechs = DEFAULT_SASL_MECHS;

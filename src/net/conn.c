@@ -145,7 +145,7 @@ static void stage_flush(struct conn *c)
     if (!c->handshaking && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
         if (!c->tls) {
             evbuffer_write(c->stage, bufferevent_getfd(c->bev));
-        } else if (c->read_ahead) {
+        } else if (c->pop3s) {
             SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
             unsigned char *data = evbuffer_pullup(c->stage, -1);
             ERR_clear_error();
@@ -718,6 +718,15 @@ static void start_tls(struct conn *c)
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
+/* The greeting: at connect, or for POP3S once the handshake is done. */
+static void start_session(struct conn *c)
+{
+    c->session_started = true;
+    batch_begin(c);
+    pop3_session_start(c->session);
+    batch_end(c);
+}
+
 /* The handshake is done (POP3S at connect, or after STLS). */
 static void tls_established(struct conn *c)
 {
@@ -746,10 +755,7 @@ static void tls_established(struct conn *c)
         pop3_session_tls_started(c->session);
         process_input(c);
     } else {
-        c->session_started = true;
-        batch_begin(c);
-        pop3_session_start(c->session);
-        batch_end(c);
+        start_session(c);
         kick_tls_read(c);
     }
 }
@@ -1174,12 +1180,8 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen,
     audit_tok(&a, "listener", tls ? "pop3s" : "pop3");
     audit_end(&a);
 
-    if (!tls) {
-        c->session_started = true;
-        batch_begin(c);
-        pop3_session_start(c->session);
-        batch_end(c);
-    }
+    if (!tls)
+        start_session(c);
     /* EV_WRITE comes with the first output, see out_queued(). */
     bufferevent_enable(c->bev, EV_READ);
 }

@@ -18,7 +18,7 @@ struct tls_settings {
     const char *ca;           /* optional: CAs for client certificates (not required) */
     int min_version;          /* TLS1_2_VERSION or TLS1_3_VERSION */
     const char *ciphers;      /* TLS <= 1.2 list, NULL: OpenSSL's default */
-    const char *ciphersuites; /* TLS 1.3 list, NULL: AES-128-GCM first (tls.c) */
+    const char *ciphersuites; /* TLS 1.3 list, NULL: OpenSSL's default */
 };
 
 struct tls;

@@ -15,6 +15,7 @@ memory tests use the release build ($POSTERN_BUILD/posternd).
 import hashlib
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -619,6 +620,8 @@ def login_when_free(srv, user, password, timeout=10):
 # --------------------------------------------------------------------------
 
 CURL = "/usr/bin/curl" if os.path.exists("/usr/bin/curl") else None
+OPENSSL = shutil.which("openssl")
+needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl command not installed")
 needs_curl = pytest.mark.skipif(CURL is None, reason="curl not installed")
 
 

@@ -14,7 +14,6 @@ them the tests are skipped.
 import importlib.util
 import json
 import os
-import shutil
 import socket
 import socketserver
 import subprocess
@@ -24,13 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUILD, HAVE_IPV6, free_port, to_wire
+from conftest import BUILD, HAVE_IPV6, OPENSSL, free_port, to_wire
 
 TOOLS = BUILD / "bench"
 LOADGEN = TOOLS / "loadgen"
 LINESERVER = TOOLS / "lineserver"
 SENDFILE_SERVER = TOOLS / "sendfile_server"
-OPENSSL = shutil.which("openssl")
 
 pytestmark = pytest.mark.skipif(not LOADGEN.exists(), reason=f"{LOADGEN} not built (make bench-tools)")
 

@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from conftest import ASAN_BIN, BUILD, CRLF, to_wire
+from conftest import BUILD, to_wire
 
 CLI = BUILD / "asan" / "postern"
 

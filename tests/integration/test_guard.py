@@ -7,7 +7,6 @@ and running alert_command. Other client networks are other loopback
 addresses (127.0.0.x), which Linux routes to lo.
 """
 
-import os
 import time
 
 import pytest

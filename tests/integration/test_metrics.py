@@ -10,7 +10,6 @@ import base64
 import math
 import os
 import re
-import shutil
 import signal
 import socket
 import ssl
@@ -21,12 +20,11 @@ import urllib.request
 
 import pytest
 
-from conftest import Client, free_port, run_posternd_conf, to_wire, wait_until
+from conftest import OPENSSL, Client, free_port, run_posternd_conf, to_wire, wait_until
 
 PASSWORD = "m3trics-Pa55"
 MSG1 = b"Subject: one\n\nfirst message\n.dot line\n"
 MSG2 = b"Subject: two\r\n\r\nsecond\r\n"
-OPENSSL = shutil.which("openssl")
 
 # Direct connections only: a proxy from the environment must not answer.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))

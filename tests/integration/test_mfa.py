@@ -4,13 +4,10 @@ independently of the C code), app passwords made with the CLI, and the
 `mfa=required` policy, over USER/PASS, PLAIN and SCRAM.
 """
 
-import base64
-import re
 import time
 
 import pytest
 
-from conftest import wait_until
 from test_cli import run
 from test_sasl import SCRAM_PW, b64, scram_field, scram_login
 from test_totp_cli import parse_enroll, totp_code

@@ -13,18 +13,15 @@ import hashlib
 import hmac
 import os
 import re
-import shutil
 import subprocess
 import time
 
 import pytest
 
-from conftest import CRLF, Client, curl, needs_curl, to_wire, wait_until
+from conftest import CRLF, OPENSSL, Client, curl, needs_curl, needs_openssl, to_wire
 from test_tls import certs, install_cert, listen_both, tls_server, users  # noqa: F401  (fixtures)
-from test_tls import ALICE_PW, client_ctx, pop3s
+from test_tls import pop3s
 
-OPENSSL = shutil.which("openssl")
-needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl command not installed")
 
 SCRAM_PW = "pencil-Sharp-2026"
 

@@ -30,6 +30,7 @@ import pytest
 
 from conftest import (
     ASAN_BIN,
+    OPENSSL,
     CRLF,
     HAVE_IPV6,
     RELEASE_BIN,
@@ -40,13 +41,12 @@ from conftest import (
     free_port,
     needs_curl,
     needs_ipv6,
+    needs_openssl,
     to_wire,
     wait_until,
 )
 
-OPENSSL = shutil.which("openssl")
 FETCHMAIL = shutil.which("fetchmail")
-needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl command not installed")
 needs_fetchmail = pytest.mark.skipif(FETCHMAIL is None, reason="fetchmail not installed")
 
 # A password that appears nowhere else, so that finding it in a log is
@@ -942,7 +942,7 @@ def test_default_ciphersuite_order(tls_server):
     c.close()
     for suite in ("TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"):
         out = subprocess.run(
-            [shutil.which("openssl"), "s_client", "-connect", f"127.0.0.1:{srv.tls_port}",
+            [OPENSSL, "s_client", "-connect", f"127.0.0.1:{srv.tls_port}",
              "-tls1_3", "-ciphersuites", suite, "-CAfile", str(srv.cafile), "-brief",
              "-ign_eof"],
             input=b"QUIT\r\n", capture_output=True, timeout=20)

@@ -370,6 +370,7 @@ static void test_tls_keys(void **state)
             &cfg);
     assert_int_equal(cfg.tls_min_version, TLS1_2_VERSION);
     assert_null(cfg.tls_ca);
+    assert_string_equal(cfg.tls_ciphersuites, DEFAULT_TLS_CIPHERSUITES);
     config_free(&cfg);
 
 #define BASE                                                                                       \
@@ -380,6 +381,8 @@ static void test_tls_keys(void **state)
     load_bad(BASE "[tls]\nkey = k\n", ":8: [tls] key: needs [tls] cert too");
     load_bad(BASE "[auth]\nrequire_tls = no\n[tls]\nca = x\n",
              ":10: [tls] ca: has no effect without [tls] cert and key");
+    load_bad(BASE "[auth]\nrequire_tls = no\n[tls]\nciphersuites = TLS_AES_128_GCM_SHA256\n",
+             ":10: [tls] ciphersuites: has no effect without [tls] cert and key");
     load_bad(BASE "[auth]\nrequire_tls = no\n[server]\nlisten_tls = b:2\n",
              ":10: [server] listen_tls: needs [tls] cert and key");
     /* require_tls with no TLS at all and no loopback exemption: nobody
