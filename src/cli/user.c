@@ -92,10 +92,75 @@ static void chomp(char *s)
     s[strcspn(s, "\r\n")] = '\0';
 }
 
+/* pwquality will not check a shorter word. */
+#define CORE_MIN 6
+/* What guessing rules bolt on to a word: "1", "!", "123", "2024!". A longer
+ * addition is a secret of its own. */
+#define ADDED_MAX 6
+
+static bool is_letter(unsigned char c)
+{
+    /* Bytes of a UTF-8 letter count as letters: only ASCII digits and
+     * punctuation are what gets bolted on to a word. */
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80;
+}
+
+/*
+ * pwquality judges the password as a whole, and cracklib lets a dictionary
+ * word through once enough digits or symbols are added to it:
+ * "Password2024!", "Welcome2025!", "p@ssw0rd1234" pass. Those are the
+ * first guesses of every password sprayer, so when at most ADDED_MAX such
+ * characters surround it, what lies between the first and the last letter
+ * must pass on its own, with '@' and '$' read as the letters they stand
+ * for (cracklib already reads 0, 1, 3 and 5 so).
+ */
+static int check_core(const char *name, const char *pw)
+{
+    size_t len = strlen(pw), first = 0, last = len;
+    char core[AUTH_SECRET_MAX + 2];
+    char msg[PWQ_MAX_ERROR_MESSAGE_LEN];
+    void *aux = NULL;
+    int r;
+
+    while (first < len && !is_letter((unsigned char)pw[first]))
+        first++;
+    while (last > first && !is_letter((unsigned char)pw[last - 1]))
+        last--;
+    /* Nothing added, too much added, or no word worth a check: pwquality
+     * has said all there is. */
+    if (first == 0 && last == len)
+        return 0;
+    if (len - (last - first) > ADDED_MAX || last - first < CORE_MIN)
+        return 0;
+    for (size_t i = first; i < last; i++)
+        core[i - first] = pw[i] == '@' ? 'a' : pw[i] == '$' ? 's' : pw[i];
+    core[last - first] = '\0';
+
+    /* pwquality's defaults, not the site's file: this is about the word,
+     * and the file's length and class rules were met by the whole. */
+    pwquality_settings_t *pwq = pwquality_default_settings();
+    if (pwq == NULL) {
+        explicit_bzero(core, sizeof(core));
+        cli_error("out of memory");
+        return EXIT_SOFTWARE;
+    }
+    pwquality_set_int_value(pwq, PWQ_SETTING_MIN_LENGTH, CORE_MIN);
+    pwquality_set_int_value(pwq, PWQ_SETTING_DICT_CHECK, 1);
+    pwquality_set_int_value(pwq, PWQ_SETTING_USER_CHECK, 1);
+    r = pwquality_check(pwq, core, NULL, name, &aux);
+    explicit_bzero(core, sizeof(core));
+    if (r < 0)
+        cli_error("password refused: it is a weak word with digits or symbols added: %s",
+                  pwquality_strerror(msg, sizeof(msg), r, aux));
+    pwquality_free_settings(pwq);
+    return r < 0 ? EXIT_DATAERR : 0;
+}
+
 /*
  * libpwquality with the site's pwquality.conf (as PAM applies it), at
  * least PASSWORD_MIN characters, the cracklib dictionary check, and the
- * user name check. A refusal says why, in pwquality's words.
+ * user name check; then check_core(). A refusal says why, in pwquality's
+ * words where it is pwquality's.
  */
 static int check_policy(const char *name, const char *pw)
 {
@@ -123,7 +188,7 @@ static int check_policy(const char *name, const char *pw)
     if (r < 0)
         cli_error("password refused: %s", pwquality_strerror(msg, sizeof(msg), r, aux));
     pwquality_free_settings(pwq);
-    return r < 0 ? EXIT_DATAERR : 0;
+    return r < 0 ? EXIT_DATAERR : check_core(name, pw);
 }
 
 /*

@@ -345,12 +345,21 @@ def test_policy_refusals_say_why(cli_site):
         (b"understanding\n", b"dictionary word"),
         (b"Responsibilities\n", b"dictionary word"),
         (b"xx-nina-nina-xx\n", b"user name"),
+        # Words that cracklib passes once digits or symbols are added.
+        (b"Password2024!\n", b"weak word with digits or symbols added: The password fails the dictionary check"),
+        (b"p@ssw0rd1234\n", b"weak word with digits or symbols added"),
+        (b"2025!Welcome\n", b"weak word with digits or symbols added"),
     ]
     for stdin, why in cases:
         p = run(cli_site, "user", "add", "nina", stdin=stdin)
         assert p.returncode == 65, (stdin, p.stderr)
         assert b"password refused: " in p.stderr and why in p.stderr, (stdin, p.stderr)
     assert "nina" not in users_text(cli_site)
+    # Padding beyond what guessing rules add, or none, is judged as a whole.
+    for ok in (b"Password#83910472!\n", b"73!kq#9158!04\n"):
+        p = run(cli_site, "user", "add", "nina", stdin=ok)
+        assert p.returncode == 0, (ok, p.stderr)
+        assert run(cli_site, "user", "del", "nina").returncode == 0
     # The same policy for passwd; a refused change leaves the line as it was.
     assert run(cli_site, "user", "add", "nina", stdin=b"Copper kettle 19\n").returncode == 0
     before = users_text(cli_site)
