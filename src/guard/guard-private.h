@@ -14,6 +14,9 @@
 #define GUARD_ATTACK_MAX    64
 #define GUARD_KNOWN_IPS     8
 #define GUARD_KNOWN_IP_DAYS 30
+/* Seconds between saves of known-nets after a new net, after refreshes. */
+#define GUARD_KNOWN_SAVE_NEW     60
+#define GUARD_KNOWN_SAVE_TOUCHED 3600
 
 struct ip_node {
     unsigned char ip[16];
@@ -73,6 +76,9 @@ struct guard {
     struct ip_node *ips[GUARD_BUCKETS];
     struct net_node *nets[GUARD_BUCKETS];
     struct user_node *users[GUARD_BUCKETS];
+    bool known_new;     /* an account logged in from a new net since the save */
+    bool known_touched; /* one refreshed a known net's last login */
+    time_t known_saved;
     /* anomaly.c */
     pthread_mutex_t alert_mutex;
     struct alert_node *alerts[256];

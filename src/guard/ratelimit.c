@@ -304,39 +304,84 @@ static void bans_load(struct guard *g, time_t now)
 
 /*
  * The networks each account logged in from (the account throttle spares
- * them): written at shutdown, read at start-up, so that a restart during
- * an attack does not lock the owners out. Lines: "user net last_ok".
+ * them): read at start-up, so that a restart during an attack does not
+ * lock the owners out. Lines: "user net last_ok". Written at shutdown, and
+ * by the tick a minute at most after an account gains a net (an hour
+ * after mere refreshes), so that a crash loses little. The text is made
+ * under the mutex and written after it: logins do not wait on the disk.
  */
-void guard_save_known(struct guard *g)
+static char *known_text(struct guard *g, size_t *len)
 {
-    char path[4096], tmp[4200];
+    char *text = NULL;
+    FILE *m = open_memstream(&text, len);
 
-    if (g->set.state_dir == NULL)
-        return;
-    snprintf(path, sizeof(path), "%s/known-nets", g->set.state_dir);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL) {
-        log_error("cannot write %s: %s", tmp, strerror(errno));
-        return;
-    }
-    fputs("# posternd: networks each account logged in from (user net last-login)\n", f);
-    pthread_mutex_lock(&g->mutex);
+    if (m == NULL)
+        return NULL;
+    fputs("# posternd: networks each account logged in from (user net last-login)\n", m);
     for (size_t b = 0; b < GUARD_BUCKETS; b++) {
         for (struct user_node *u = g->users[b]; u != NULL; u = u->next) {
             for (unsigned i = 0; i < u->n_known; i++) {
                 char net[64];
                 guard_net_format(g, &u->known[i].net, net, sizeof(net));
-                fprintf(f, "%s %s %lld\n", u->name, net, (long long)u->known[i].last_ok);
+                fprintf(m, "%s %s %lld\n", u->name, net, (long long)u->known[i].last_ok);
             }
         }
     }
-    pthread_mutex_unlock(&g->mutex);
-    bool bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
-    if (fclose(f) != 0 || bad || rename(tmp, path) < 0) {
-        log_error("cannot write %s: %s", path, strerror(errno));
-        unlink(tmp);
+    if (fclose(m) != 0) {
+        free(text);
+        return NULL;
     }
+    g->known_new = false;
+    g->known_touched = false;
+    return text;
+}
+
+/* A failed write (a full disk) is tried again a minute later. */
+static void known_write(struct guard *g, char *text, size_t len)
+{
+    char path[4096], tmp[4200];
+
+    snprintf(path, sizeof(path), "%s/known-nets", g->set.state_dir);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    bool bad =
+        f == NULL || fwrite(text, 1, len, f) != len || fflush(f) != 0 || fsync(fileno(f)) != 0;
+    if ((f != NULL && fclose(f) != 0) || bad || rename(tmp, path) < 0) {
+        log_error("cannot write %s: %s", path, strerror(errno));
+        if (f != NULL)
+            unlink(tmp);
+        pthread_mutex_lock(&g->mutex);
+        g->known_new = true;
+        pthread_mutex_unlock(&g->mutex);
+    }
+    free(text);
+}
+
+/* Under the mutex: the text to write now, or NULL. */
+static char *known_due(struct guard *g, time_t now, bool force, size_t *len)
+{
+    if (g->set.state_dir == NULL)
+        return NULL;
+    if (!force && !(g->known_new && now - g->known_saved >= GUARD_KNOWN_SAVE_NEW) &&
+        !(g->known_touched && now - g->known_saved >= GUARD_KNOWN_SAVE_TOUCHED))
+        return NULL;
+    char *text = known_text(g, len);
+    if (text == NULL)
+        log_error("cannot save the known networks: out of memory");
+    else
+        g->known_saved = now;
+    return text;
+}
+
+void guard_save_known(struct guard *g)
+{
+    size_t len = 0;
+
+    pthread_mutex_lock(&g->mutex);
+    char *text = known_due(g, time(NULL), true, &len);
+    pthread_mutex_unlock(&g->mutex);
+    if (text != NULL)
+        known_write(g, text, len);
 }
 
 static void known_load(struct guard *g, time_t now)
@@ -381,7 +426,11 @@ struct guard *guard_new(const struct guard_settings *set)
     pthread_mutex_init(&g->mutex, NULL);
     pthread_mutex_init(&g->alert_mutex, NULL);
     bans_load(g, time(NULL));
-    known_load(g, time(NULL));
+    /* What was read is what the file holds: refreshes need not be saved
+     * for an hour, a first new net at once. */
+    time_t now = time(NULL);
+    g->known_saved = now - GUARD_KNOWN_SAVE_NEW;
+    known_load(g, now);
     return g;
 }
 
@@ -521,7 +570,8 @@ static bool user_knows_net(const struct user_node *u, const struct guard_net *ne
 
 /* Remembers a net the account logged in from; returns true when it is new
  * while the account has other recent ones (new_location). */
-static bool user_add_known(struct user_node *u, const struct guard_net *net, time_t now)
+static bool user_add_known(struct guard *g, struct user_node *u, const struct guard_net *net,
+                           time_t now)
 {
     unsigned oldest = 0;
     bool others = false;
@@ -529,6 +579,7 @@ static bool user_add_known(struct user_node *u, const struct guard_net *net, tim
     for (unsigned i = 0; i < u->n_known; i++) {
         if (guard_net_equal(&u->known[i].net, net)) {
             u->known[i].last_ok = now;
+            g->known_touched = true;
             return false;
         }
         if (u->known[i].last_ok > now - GUARD_KNOWN_IP_DAYS * 86400)
@@ -539,6 +590,7 @@ static bool user_add_known(struct user_node *u, const struct guard_net *net, tim
     unsigned slot = u->n_known < GUARD_KNOWN_IPS ? u->n_known++ : oldest;
     u->known[slot].net = *net;
     u->known[slot].last_ok = now;
+    g->known_new = true;
     return others;
 }
 
@@ -589,7 +641,7 @@ void guard_login(struct guard *g, const struct guard_attempt *at, struct guard_d
                 d->too_soon = true;
             else
                 u->last_login = now;
-            if (!d->too_soon && user_add_known(u, &d->net, now) && n_alerts < 4) {
+            if (!d->too_soon && user_add_known(g, u, &d->net, now) && n_alerts < 4) {
                 struct pending_alert *a = &alerts[n_alerts++];
                 memset(a, 0, sizeof(*a));
                 a->kind = "new_location";
@@ -780,7 +832,11 @@ void guard_expire(struct guard *g, time_t now)
     }
     if (changed)
         bans_save(g);
+    size_t known_len = 0;
+    char *known = known_due(g, now, false, &known_len);
     pthread_mutex_unlock(&g->mutex);
+    if (known != NULL)
+        known_write(g, known, known_len);
     for (unsigned i = 0; i < n_lifted; i++) {
         struct audit_line a;
         audit_begin(&a, "info", "unban");
