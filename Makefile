@@ -112,6 +112,9 @@ build/fuzz/%: tests/fuzz/fuzz_%.c $(call obj,fuzzobj,$(CORE_SRC) $(UNIT_MOCKS))
 	@mkdir -p build/fuzz
 	$(Q)clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lpthread
 
+# The one target outside CORE_SRC: the metrics endpoint's request judge.
+build/fuzz/metrics_http: $(call obj,fuzzobj,src/net/metrics_http.c)
+
 FUZZ_SMOKE_SECONDS ?= 6
 FUZZ_SECONDS ?= 300
 fuzz-smoke:

@@ -1,8 +1,15 @@
 /*
- * The metrics endpoint: a small evhttp server on its own thread and event
- * base. It shares nothing with the I/O threads but the lock-free counters
- * of guard/metrics.c, so a slow or stuck scraper cannot hold up a POP3
- * session, and a busy server still answers scrapes.
+ * The metrics endpoint: a small HTTP/1.x server on its own thread and
+ * event base. It shares nothing with the I/O threads but the lock-free
+ * counters of guard/metrics.c, so a slow or stuck scraper cannot hold up a
+ * POP3 session, and a busy server still answers scrapes.
+ *
+ * It is not evhttp: libevent 2.1's evhttp has no cap on connections, and
+ * its timeout restarts with every byte, so anyone who reaches the port
+ * could hold file descriptors (which POP3 sessions need) without bound.
+ * Here a scrape is one request, answered and closed; at most
+ * METRICS_MAX_CONNS are open at once, and each lives METRICS_TIMEOUT
+ * seconds at most, however it trickles.
  */
 #include "net/metrics_http.h"
 
@@ -17,25 +24,36 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <event2/thread.h>
 
 #include "guard/metrics.h"
 
 /* "localhost" gives two addresses; a name could give a few more. */
 #define METRICS_MAX_FDS 8
-/* A scrape is one short request: nothing else needs room or time. */
-#define METRICS_TIMEOUT     10 /* seconds */
-#define METRICS_MAX_HEADERS 8192
-#define METRICS_MAX_BODY    4096
+/* A scrape is one short request: nothing else needs room or time. A
+ * Prometheus pair and an operator's curl fit in the connections. */
+#define METRICS_TIMEOUT   10 /* seconds, from accept to close */
+#define METRICS_MAX_HEAD  8192
+#define METRICS_MAX_CONNS 16
+
+struct metrics_conn {
+    struct metrics_http *m;
+    struct bufferevent *bev;
+    struct event *deadline;
+    struct metrics_conn *prev, *next;
+    bool answered; /* then the rest of the request is read and dropped */
+};
 
 struct metrics_http {
-    int fds[METRICS_MAX_FDS]; /* -1 once evhttp owns them */
+    int fds[METRICS_MAX_FDS]; /* -1 once a listener owns them */
     unsigned n_fds;
     struct event_base *base;
-    struct evhttp *http;
+    struct evconnlistener *listeners[METRICS_MAX_FDS];
+    struct metrics_conn *conns;
+    unsigned n_conns;
     struct event *stop_ev;
     pthread_t thread;
     bool running;
@@ -113,53 +131,239 @@ struct metrics_http *metrics_http_new(const char *address, const char **error_r)
     return m;
 }
 
+/* --- the request --- */
+
+static bool is_tchar(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static const char *find_head_end(const char *buf, size_t len, size_t *head_len)
+{
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (buf[i] != '\n')
+            continue;
+        if (buf[i + 1] == '\n') {
+            *head_len = i + 2;
+            return buf + i;
+        }
+        if (buf[i + 1] == '\r' && i + 2 < len && buf[i + 2] == '\n') {
+            *head_len = i + 3;
+            return buf + i;
+        }
+    }
+    return NULL;
+}
+
+enum metrics_verdict metrics_http_judge(const char *buf, size_t len, size_t *head_len)
+{
+    const char *nl = memchr(buf, '\n', len < METRICS_MAX_HEAD ? len : METRICS_MAX_HEAD);
+    size_t i = 0, mlen, tstart, tlen;
+
+    *head_len = 0;
+    if (nl == NULL)
+        return len >= METRICS_MAX_HEAD ? METRICS_TOO_LARGE : METRICS_INCOMPLETE;
+    /* The request line: METHOD SP TARGET SP HTTP/1.x, judged as soon as it
+     * is whole; the header lines only have to end. */
+    size_t line = (size_t)(nl - buf);
+    if (line > 0 && buf[line - 1] == '\r')
+        line--;
+    while (i < line && is_tchar((unsigned char)buf[i]))
+        i++;
+    mlen = i;
+    if (mlen == 0 || mlen > 16 || i == line || buf[i] != ' ')
+        return METRICS_BAD;
+    tstart = ++i;
+    while (i < line && (unsigned char)buf[i] > ' ' && buf[i] != 0x7f)
+        i++;
+    tlen = i - tstart;
+    if (tlen == 0 || line - i != 9 || memcmp(buf + i, " HTTP/1.", 8) != 0 ||
+        (buf[i + 8] != '0' && buf[i + 8] != '1'))
+        return METRICS_BAD;
+    if (find_head_end(buf, len < METRICS_MAX_HEAD ? len : METRICS_MAX_HEAD, head_len) == NULL)
+        return len >= METRICS_MAX_HEAD ? METRICS_TOO_LARGE : METRICS_INCOMPLETE;
+
+    /* The path: the target without a query, from the absolute form too. */
+    const char *t = buf + tstart, *end = t + tlen;
+    const char *authority = tlen > 7 && memcmp(t, "http://", 7) == 0    ? t + 7
+                            : tlen > 8 && memcmp(t, "https://", 8) == 0 ? t + 8
+                                                                        : NULL;
+    if (authority != NULL) {
+        t = memchr(authority, '/', (size_t)(end - authority));
+        if (t == NULL)
+            t = end;
+    }
+    size_t plen = (size_t)(end - t), q = 0;
+    while (q < plen && t[q] != '?' && t[q] != '#')
+        q++;
+    if (q != 8 || memcmp(t, "/metrics", 8) != 0)
+        return METRICS_NOT_FOUND;
+    if (mlen == 3 && memcmp(buf, "GET", 3) == 0)
+        return METRICS_GET;
+    if (mlen == 4 && memcmp(buf, "HEAD", 4) == 0)
+        return METRICS_HEAD;
+    return METRICS_NOT_ALLOWED;
+}
+
+/* --- the connection --- */
+
+static void conn_free(struct metrics_conn *c)
+{
+    struct metrics_http *m = c->m;
+
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        m->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    m->n_conns--;
+    bufferevent_free(c->bev);
+    event_free(c->deadline);
+    free(c);
+}
+
 /* Collects metrics_render()'s text in the reply body. */
 static void add_to_buffer(void *ctx, const char *data, size_t len)
 {
     evbuffer_add(ctx, data, len);
 }
 
-static void reply_text(struct evhttp_request *req, int code, const char *reason, const char *text)
+static int reply(struct metrics_conn *c, const char *status, const char *headers, const char *text,
+                 bool with_body)
 {
+    struct evbuffer *out = bufferevent_get_output(c->bev);
     struct evbuffer *body = evbuffer_new();
 
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "text/plain; charset=utf-8");
-    if (body != NULL)
+    if (body == NULL)
+        return -1;
+    if (text != NULL)
         evbuffer_add(body, text, strlen(text));
-    evhttp_send_reply(req, code, reason, body);
-    if (body != NULL)
-        evbuffer_free(body);
+    else
+        metrics_render(add_to_buffer, body);
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %s\r\n%sContent-Length: %zu\r\nConnection: close\r\n"
+                        "Cache-Control: no-store\r\n\r\n",
+                        status, headers, evbuffer_get_length(body));
+    if (with_body)
+        evbuffer_add_buffer(out, body);
+    evbuffer_free(body);
+    c->answered = true;
+    return 0;
 }
 
-static void handle_request(struct evhttp_request *req, void *arg)
-{
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
-    enum evhttp_cmd_type method = evhttp_request_get_command(req);
-    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+#define TEXT_PLAIN "Content-Type: text/plain; charset=utf-8\r\n"
 
-    (void)arg;
-    if (path == NULL || strcmp(path, "/metrics") != 0) {
-        reply_text(req, HTTP_NOTFOUND, "Not Found", "Not found: the metrics are at /metrics\n");
+static int answer(struct metrics_conn *c, enum metrics_verdict v)
+{
+    switch (v) {
+    case METRICS_INCOMPLETE:
+        return 0;
+    case METRICS_GET:
+    case METRICS_HEAD:
+        return reply(c, "200 OK", "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n",
+                     NULL, v == METRICS_GET);
+    case METRICS_NOT_FOUND:
+        return reply(c, "404 Not Found", TEXT_PLAIN, "Not found: the metrics are at /metrics\n",
+                     true);
+    case METRICS_NOT_ALLOWED:
+        return reply(c, "405 Method Not Allowed", TEXT_PLAIN "Allow: GET, HEAD\r\n",
+                     "Method not allowed: use GET\n", true);
+    case METRICS_TOO_LARGE:
+        return reply(c, "431 Request Header Fields Too Large", TEXT_PLAIN,
+                     "Request head too large: a scrape needs no more than 8 KiB\n", true);
+    case METRICS_BAD:
+        break;
+    }
+    return reply(c, "400 Bad Request", TEXT_PLAIN, "Bad request: expected GET /metrics HTTP/1.1\n",
+                 true);
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    struct metrics_conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+
+    if (c->answered) {
+        evbuffer_drain(in, evbuffer_get_length(in));
         return;
     }
-    if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
-        evhttp_add_header(headers, "Allow", "GET, HEAD");
-        reply_text(req, 405, "Method Not Allowed", "Method not allowed: use GET\n");
+    size_t len = evbuffer_get_length(in), head_len;
+    const char *buf = (const char *)evbuffer_pullup(in, -1);
+    if (buf == NULL && len > 0) {
+        conn_free(c);
         return;
     }
-    struct evbuffer *body = evbuffer_new();
-    if (body == NULL) {
-        evhttp_send_error(req, HTTP_INTERNAL, NULL);
+    if (answer(c, metrics_http_judge(buf != NULL ? buf : "", len, &head_len)) < 0) {
+        conn_free(c);
         return;
     }
-    metrics_render(add_to_buffer, body);
-    evhttp_add_header(headers, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-    /* Every scrape must see the values of now. */
-    evhttp_add_header(headers, "Cache-Control", "no-store");
-    evhttp_send_reply(req, HTTP_OK, "OK", body);
-    evbuffer_free(body);
+    if (c->answered)
+        evbuffer_drain(in, len);
+}
+
+/* The answer is out: say so, and wait for the client to close, so that
+ * what it still sends (a body) does not turn the close into a reset that
+ * could cut the answer short. */
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct metrics_conn *c = arg;
+
+    if (c->answered)
+        shutdown(bufferevent_getfd(bev), SHUT_WR);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+        conn_free(arg);
+}
+
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_free(arg);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
+{
+    struct metrics_http *m = arg;
+    struct timeval tv = {METRICS_TIMEOUT, 0};
+    struct metrics_conn *c;
+
+    (void)l;
+    (void)sa;
+    (void)salen;
+    if (m->n_conns >= METRICS_MAX_CONNS || (c = calloc(1, sizeof(*c))) == NULL) {
+        close(fd);
+        return;
+    }
+    c->m = m;
+    c->bev = bufferevent_socket_new(m->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->deadline = evtimer_new(m->base, deadline_cb, c);
+    if (c->bev == NULL || c->deadline == NULL || evtimer_add(c->deadline, &tv) < 0) {
+        if (c->bev != NULL)
+            bufferevent_free(c->bev);
+        else
+            close(fd);
+        if (c->deadline != NULL)
+            event_free(c->deadline);
+        free(c);
+        return;
+    }
+    c->next = m->conns;
+    if (m->conns != NULL)
+        m->conns->prev = c;
+    m->conns = c;
+    m->n_conns++;
+    /* Reading stops at the head limit; read_cb then answers 431. */
+    bufferevent_setwatermark(c->bev, EV_READ, 0, METRICS_MAX_HEAD);
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    bufferevent_enable(c->bev, EV_READ);
 }
 
 static void stop_cb(evutil_socket_t fd, short what, void *arg)
@@ -186,28 +390,19 @@ int metrics_http_start(struct metrics_http *m, const char **error_r)
         return -1;
     }
     m->base = event_base_new();
-    m->http = m->base != NULL ? evhttp_new(m->base) : NULL;
     m->stop_ev = m->base != NULL ? event_new(m->base, -1, 0, stop_cb, m->base) : NULL;
-    if (m->http == NULL || m->stop_ev == NULL) {
+    if (m->stop_ev == NULL) {
         *error_r = "cannot create the metrics HTTP server (out of memory)";
         return -1;
     }
-    evhttp_set_timeout(m->http, METRICS_TIMEOUT);
-    evhttp_set_max_headers_size(m->http, METRICS_MAX_HEADERS);
-    evhttp_set_max_body_size(m->http, METRICS_MAX_BODY);
-    /* Else evhttp answers other methods 501 itself, before the handler
-     * could say 405 and which ones are allowed. */
-    evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-                                            EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
-    evhttp_set_gencb(m->http, handle_request, m);
     for (unsigned i = 0; i < m->n_fds; i++) {
-        if (evhttp_accept_socket_with_handle(m->http, m->fds[i]) == NULL) {
+        m->listeners[i] = evconnlistener_new(
+            m->base, accept_cb, m, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, m->fds[i]);
+        if (m->listeners[i] == NULL) {
             *error_r = "cannot watch the metrics socket";
             return -1;
         }
-        m->fds[i] = -1; /* closed by evhttp_free */
+        m->fds[i] = -1; /* closed by evconnlistener_free */
     }
     if (pthread_create(&m->thread, NULL, metrics_main, m) != 0) {
         *error_r = "cannot start the metrics thread";
@@ -227,8 +422,12 @@ void metrics_http_free(struct metrics_http **mp)
         event_active(m->stop_ev, EV_READ, 0);
         pthread_join(m->thread, NULL);
     }
-    if (m->http != NULL)
-        evhttp_free(m->http);
+    while (m->conns != NULL)
+        conn_free(m->conns);
+    for (unsigned i = 0; i < m->n_fds; i++) {
+        if (m->listeners[i] != NULL)
+            evconnlistener_free(m->listeners[i]);
+    }
     if (m->stop_ev != NULL)
         event_free(m->stop_ev);
     if (m->base != NULL)

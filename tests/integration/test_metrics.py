@@ -411,3 +411,93 @@ def test_off_by_default(site, start_server):
     mport = free_port()
     srv2 = start_server(**{"metrics.listen": f"127.0.0.1:{mport}"})
     assert listening_ports(srv2.pid) == {srv2.port, mport}
+
+
+def raw_request(port, data, timeout=5):
+    """Sends data as is; returns (status line, headers text, body bytes) of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        got = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    head, _, body = got.partition(b"\r\n\r\n")
+    status, _, headers = head.decode().partition("\r\n")
+    return status, headers, body
+
+
+def test_malformed_requests_get_clear_errors(metered):
+    port = metered.metrics_port
+    for req, status in [
+        (b"HELLO\r\n\r\n", "400"),
+        (b"GET /metrics\r\n\r\n", "400"),                # HTTP/0.9
+        (b"GET /metrics HTTP/2.0\r\n\r\n", "400"),
+        (b"GET  /metrics HTTP/1.1\r\n\r\n", "400"),
+        (b"G\x00T /metrics HTTP/1.1\r\n\r\n", "400"),
+        (b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n", "431"),
+        (b"GET /" + b"m" * 9000 + b" HTTP/1.1\r\n\r\n", "431"),
+        (b"GET http://127.0.0.1/metrics HTTP/1.1\r\n\r\n", "200"),
+        (b"GET https://localhost:9/metrics?a=b HTTP/1.0\n\n", "200"),
+        (b"GET http://localhost HTTP/1.1\r\n\r\n", "404"),
+    ]:
+        line, headers, body = raw_request(port, req)
+        assert line.split(" ")[:2] == ["HTTP/1.1", status], (req[:40], line)
+        assert "Connection: close" in headers
+        length = re.search(r"Content-Length: (\d+)", headers)
+        assert length and int(length.group(1)) == len(body), (req[:40], headers)
+    # A body the endpoint does not want is read and dropped: the whole
+    # answer arrives, not a reset.
+    line, headers, body = raw_request(
+        port, b"POST /metrics HTTP/1.1\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100000)
+    assert line.startswith("HTTP/1.1 405 ") and "Allow: GET, HEAD" in headers
+    assert body == b"Method not allowed: use GET\n"
+
+
+def test_connections_are_capped_and_end_in_time(metered):
+    """Anyone who reaches the port can open connections: at most 16 are held,
+    each for 10 s at most even if it trickles, so the file descriptors that
+    POP3 sessions need cannot be taken, and scrapes come back by themselves."""
+    port = metered.metrics_port
+    held = []
+    for i in range(16):
+        s = socket.create_connection(("127.0.0.1", port), timeout=15)
+        s.sendall(b"GET /metr")
+        held.append(s)
+    # The 17th is closed at once, without an answer.
+    extra = socket.create_connection(("127.0.0.1", port), timeout=5)
+    t = time.monotonic()
+    try:
+        assert extra.recv(100) == b""
+    except ConnectionResetError:
+        pass
+    assert time.monotonic() - t < 2
+    extra.close()
+    # POP3 is not affected.
+    with metered.client() as c:
+        c.login("bob", "hunter2")
+        c.quit()
+    # A connection that trickles a byte a second is still closed at its deadline.
+    t0 = time.monotonic()
+    trickler = held[0]
+    closed = False
+    while time.monotonic() - t0 < 14:
+        try:
+            trickler.sendall(b"x")
+        except OSError:
+            closed = True
+            break
+        trickler.settimeout(1)
+        try:
+            if trickler.recv(100) == b"":
+                closed = True
+                break
+        except socket.timeout:
+            pass
+    assert closed, "a trickling connection outlived its deadline"
+    assert time.monotonic() - t0 < 12
+    for s in held:
+        s.close()
+    # The slots are free again.
+    wait_until(lambda: http(port)[0] == 200, 5, interval=0.2, what="a scrape after the cap")
