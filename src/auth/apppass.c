@@ -237,6 +237,14 @@ bool apppass_normalize(const char *typed, size_t len, char *out)
 
 /* --- the verifier --- */
 
+/* A last use waiting for apppass_flush(). */
+struct apppass_use {
+    char user[PASSDB_USER_MAX + 1];
+    char label[APPPASS_LABEL_MAX + 1];
+    unsigned char salt[APPPASS_SALT_LEN];
+    time_t when;
+};
+
 struct apppass {
     pthread_mutex_t mutex;
     char *path;
@@ -246,6 +254,8 @@ struct apppass {
     char *buf;                  /* the file, split in place */
     struct apppass_line *lines; /* sorted by user */
     size_t count;
+    struct apppass_use *uses; /* kept apart from lines: a reload keeps them */
+    size_t n_uses, cap_uses;
 };
 
 struct apppass *apppass_open(const char *path)
@@ -280,6 +290,7 @@ void apppass_close(struct apppass **ap)
         return;
     *ap = NULL;
     data_clear(a);
+    free(a->uses);
     pthread_mutex_destroy(&a->mutex);
     free(a->path);
     free(a);
@@ -422,46 +433,108 @@ static bool last_used_due(time_t last, time_t now)
     return now >= last + APPPASS_LAST_USED_INTERVAL || now < last - 86400;
 }
 
-/* Writes now as the last use of the entry l (same user, label and salt)
- * into the file, under the CLI's lock, keeping every other line as it is
- * now on disk (the CLI may have changed it since it was read). */
-static void record_last_used_locked(struct apppass *a, struct apppass_line *l, time_t now)
+/* Queues now as the last use of l for apppass_flush(). Past
+ * APPPASS_USES_MAX waiting, a use is not recorded; the next login after
+ * a flush records it. */
+static void queue_use_locked(struct apppass *a, struct apppass_line *l, time_t now)
+{
+    if (a->n_uses == a->cap_uses) {
+        size_t cap = a->cap_uses ? 2 * a->cap_uses : 16;
+        struct apppass_use *u = cap <= APPPASS_USES_MAX ? realloc(a->uses, cap * sizeof(*u)) : NULL;
+        if (u == NULL)
+            return;
+        a->uses = u;
+        a->cap_uses = cap;
+    }
+    struct apppass_use *u = &a->uses[a->n_uses++];
+    str_copy(u->user, l->user, sizeof(u->user));
+    str_copy(u->label, l->label, sizeof(u->label));
+    memcpy(u->salt, l->salt, sizeof(u->salt));
+    u->when = now;
+    l->last_used = now;
+}
+
+static int cmp_use(const void *x, const void *y)
+{
+    const struct apppass_use *a = x, *b = y;
+    int c = strcmp(a->user, b->user);
+
+    if (c == 0)
+        c = strcmp(a->label, b->label);
+    if (c == 0)
+        c = memcmp(a->salt, b->salt, sizeof(a->salt));
+    return c;
+}
+
+/* Latest first among uses of one entry, so that a search finds it. */
+static int cmp_use_latest(const void *x, const void *y)
+{
+    const struct apppass_use *a = x, *b = y;
+    int c = cmp_use(x, y);
+
+    return c != 0 ? c : (a->when < b->when) - (a->when > b->when);
+}
+
+void apppass_flush(struct apppass *a)
 {
     struct apppass_edit e;
     const char *error;
+    size_t n;
+    struct apppass_use *uses;
     bool changed = false;
     char buf[1024];
 
-    /* Even when the write fails: one warning a minute, not one a login. */
-    l->last_used = now;
-    if (apppass_edit_begin(&e, a->path, &error) < 0) {
-        log_warn("cannot record the last use of app password %s of %s: %s", l->label, l->user,
-                 error);
-        apppass_edit_end(&e);
+    pthread_mutex_lock(&a->mutex);
+    uses = a->uses;
+    n = a->n_uses;
+    a->uses = NULL;
+    a->n_uses = a->cap_uses = 0;
+    pthread_mutex_unlock(&a->mutex);
+    if (n == 0) {
+        free(uses);
         return;
     }
-    for (size_t i = 0; i < e.n; i++) {
+    qsort(uses, n, sizeof(*uses), cmp_use_latest);
+    size_t kept = 1;
+    for (size_t i = 1; i < n; i++) {
+        if (cmp_use(&uses[i], &uses[kept - 1]) != 0)
+            uses[kept++] = uses[i];
+    }
+    /* The file as it is on disk now, every other line kept (the CLI may
+     * have changed it since it was read). */
+    int ret = apppass_edit_begin(&e, a->path, &error);
+    for (size_t i = 0; ret == 0 && i < e.n; i++) {
+        struct apppass_use key = {0};
         struct apppass_line pl;
         char *copy = strdup(e.lines[i]);
         if (copy == NULL)
             break;
-        if (apppass_line_parse(copy, &pl, &error) > 0 && strcmp(pl.user, l->user) == 0 &&
-            strcmp(pl.label, l->label) == 0 && memcmp(pl.salt, l->salt, sizeof(pl.salt)) == 0 &&
-            last_used_due(pl.last_used, now)) {
-            pl.last_used = now;
-            char *line = apppass_line_format(&pl, buf, sizeof(buf)) >= 0 ? strdup(buf) : NULL;
-            if (line != NULL) {
-                free(e.lines[i]);
-                e.lines[i] = line;
-                changed = true;
+        if (apppass_line_parse(copy, &pl, &error) > 0) {
+            str_copy(key.user, pl.user, sizeof(key.user));
+            str_copy(key.label, pl.label, sizeof(key.label));
+            memcpy(key.salt, pl.salt, sizeof(key.salt));
+            const struct apppass_use *u = bsearch(&key, uses, kept, sizeof(*uses), cmp_use);
+            if (u != NULL && last_used_due(pl.last_used, u->when)) {
+                pl.last_used = u->when;
+                char *line = apppass_line_format(&pl, buf, sizeof(buf)) >= 0 ? strdup(buf) : NULL;
+                if (line != NULL) {
+                    free(e.lines[i]);
+                    e.lines[i] = line;
+                    changed = true;
+                }
             }
         }
         free(copy);
     }
-    if (changed && apppass_edit_commit(&e, &error) < 0)
-        log_warn("cannot record the last use of app password %s of %s: %s", l->label, l->user,
-                 error);
+    if (ret == 0 && changed)
+        ret = apppass_edit_commit(&e, &error);
+    /* Not queued again: each entry is due again a minute after its use,
+     * so a full disk costs one warning per flush, not one per login. */
+    if (ret < 0)
+        log_warn("cannot record the last use of %zu app password%s in %s: %s", kept,
+                 kept == 1 ? "" : "s", a->path, error);
     apppass_edit_end(&e);
+    free(uses);
 }
 
 int apppass_verify(struct apppass *a, const char *user, const char *password, size_t len,
@@ -500,7 +573,7 @@ int apppass_verify(struct apppass *a, const char *user, const char *password, si
         if (label_r != NULL && label_size > 0)
             str_copy(label_r, l->label, label_size);
         if (last_used_due(l->last_used, now))
-            record_last_used_locked(a, l, now);
+            queue_use_locked(a, l, now);
     }
 out:
     pthread_mutex_unlock(&a->mutex);

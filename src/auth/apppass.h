@@ -34,6 +34,8 @@
 /* A successful login records its time at most this often per app
  * password, so that a busy account does not rewrite the file each time. */
 #define APPPASS_LAST_USED_INTERVAL 60
+/* Last uses waiting for apppass_flush() at most. */
+#define APPPASS_USES_MAX 16384
 /* The last second whose year has four digits (9999-12-31T23:59:59Z). */
 #define APPPASS_TIME_MAX 253402300799LL
 
@@ -93,14 +95,22 @@ void apppass_close(struct apppass **a);
 
 /*
  * 1: password is one of user's app passwords; its label is copied into
- * label_r and its last use is recorded (at most once per
- * APPPASS_LAST_USED_INTERVAL; a failure to record it is logged, not
- * returned). 0: no match, no app password for user, or no file. -1: the
+ * label_r and its last use is queued for apppass_flush() (at most once per
+ * APPPASS_LAST_USED_INTERVAL). 0: no match, no app password for user, or no file. -1: the
  * file exists but cannot be read. Every app password of the user is
  * checked, in constant time each, whichever matches.
  */
 int apppass_verify(struct apppass *a, const char *user, const char *password, size_t len,
                    time_t now, char *label_r, size_t label_size);
+
+/*
+ * Writes the queued last uses into the file in one change, under the
+ * CLI's lock; the daemon's tick calls it every few seconds, and at
+ * shutdown. One rewrite for all of them: recording each login's use as it
+ * came rewrote the whole file once per login of every client polling less
+ * often than once a minute. A failure is logged, not returned.
+ */
+void apppass_flush(struct apppass *a);
 
 /* The number of user's app passwords, or -1 when the file cannot be read. */
 int apppass_count(struct apppass *a, const char *user);

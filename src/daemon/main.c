@@ -192,11 +192,19 @@ static int configure_auth(const struct config *cfg, struct auth *auth, struct au
     return 0;
 }
 
+struct tick_ctx {
+    struct guard *guard;
+    struct apppass *apppass;
+};
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
+    struct tick_ctx *t = arg;
+
     (void)fd;
     (void)what;
-    guard_expire(arg, time(NULL));
+    guard_expire(t->guard, time(NULL));
+    apppass_flush(t->apppass);
 }
 
 static unsigned cpu_count(void)
@@ -398,8 +406,10 @@ int main(int argc, char **argv)
     event_add(sigterm, NULL);
     event_add(sigint, NULL);
     event_add(sighup, NULL);
-    /* Bans end and idle entries go every few seconds. */
-    struct event *tick = event_new(base, -1, EV_PERSIST, tick_cb, guard);
+    /* Bans end, idle entries go and app password uses are written every
+     * few seconds. */
+    struct tick_ctx tick_ctx = {.guard = guard, .apppass = second.apppass};
+    struct event *tick = event_new(base, -1, EV_PERSIST, tick_cb, &tick_ctx);
     struct timeval every = {5, 0};
     event_add(tick, &every);
     if (metrics != NULL)
@@ -414,6 +424,7 @@ int main(int argc, char **argv)
     server_stop(srv);
     guard_save_known(guard);
     pool_destroy(&pool);
+    apppass_flush(second.apppass);
     event_free(sigterm);
     event_free(sigint);
     event_free(sighup);

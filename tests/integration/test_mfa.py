@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from conftest import wait_until
 from test_cli import run
 from test_sasl import SCRAM_PW, b64, scram_field, scram_login
 from test_totp_cli import parse_enroll, totp_code
@@ -49,6 +50,14 @@ def login(srv, user, secret):
     r = c.cmd(f"USER {user}")
     assert r.startswith("+OK")
     return c, c.cmd(f"PASS {secret}")
+
+
+def app_login(srv, user, shown):
+    """A login with an app password and a QUIT; returns its auth_ok audit line."""
+    c, r = login(srv, user, shown)
+    assert r.startswith("+OK Logged in"), r
+    c.quit()
+    return srv.wait_audit(lambda e: e.get("event") == "auth_ok" and e.get("user") == user)
 
 
 def fresh_code(secret):
@@ -122,11 +131,7 @@ def test_totp_replay_survives_restart(mfa_site, start_server):
 def test_app_password(mfa_site, start_server):
     shown = app_password(mfa_site, "alice", "laptop")
     srv = start_server()
-    c, r = login(srv, "alice", shown)
-    assert r.startswith("+OK Logged in"), r
-    c.quit()
-    ev = srv.wait_audit(lambda e: e.get("event") == "auth_ok" and e.get("user") == "alice")
-    assert ev["factor"] == "app-password:laptop"
+    assert app_login(srv, "alice", shown)["factor"] == "app-password:laptop"
     # Typed without dashes and in capitals it is the same password.
     c = srv.client()
     r = c.cmd("AUTH PLAIN " + b64("\0alice\0" + shown.replace("-", "").upper()))
@@ -134,10 +139,12 @@ def test_app_password(mfa_site, start_server):
     c.quit()
     ev = srv.wait_audit(lambda e: e.get("event") == "auth_ok" and e.get("mech") == "PLAIN")
     assert ev["factor"] == "app-password:laptop"
-    # The last use is recorded.
-    p = run(mfa_site, "app-password", "list", "alice")
-    row = p.stdout.decode().split()
-    assert row[0] == "laptop" and "never" not in row[1:], p.stdout
+    # The last use is recorded by the server's next tick (every 5 s).
+    def last_use():
+        row = run(mfa_site, "app-password", "list", "alice").stdout.decode().split()
+        assert row[0] == "laptop", row
+        return row[2] != "never" and row[2]
+    wait_until(last_use, 8, interval=0.25, what="the last use in app-passwords")
     # Another user cannot use it; once revoked it stops working.
     c, r = login(srv, "bob", shown)
     assert r == "-ERR [AUTH] Authentication failed"
@@ -148,6 +155,18 @@ def test_app_password(mfa_site, start_server):
     # The account password still works (no mfa=required here).
     c, r = login(srv, "alice", PW)
     assert r.startswith("+OK"), r
+
+
+def test_app_password_use_is_written_at_shutdown(mfa_site, start_server):
+    shown = app_password(mfa_site, "alice", "tablet")
+    srv = start_server()
+    app_login(srv, "alice", shown)
+    # Stopped before a tick could have passed with certainty: the queued
+    # use is written on the way out.
+    assert srv.stop() == 0
+    srv.stopped_by_test = True
+    row = run(mfa_site, "app-password", "list", "alice").stdout.decode().split()
+    assert row[0] == "tablet" and row[2] != "never", row
 
 
 def test_mfa_required(mfa_site, start_server):

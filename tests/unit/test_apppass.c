@@ -422,6 +422,15 @@ static void test_unreadable(void **state)
     apppass_close(&a);
 }
 
+/* A login, then the daemon's tick. */
+static int vflush(struct apppass *a, const char *user, const char *pw, time_t now, char *label)
+{
+    int r = verify(a, user, pw, now, label);
+
+    apppass_flush(a);
+    return r;
+}
+
 static void test_last_used(void **state)
 {
     static const char head[] = "# kept\nnot a valid line\n" LINE3 "\n";
@@ -434,7 +443,7 @@ static void test_last_used(void **state)
     assert_int_equal(chmod(path, 0640), 0);
 
     /* First use: written, other lines untouched, mode kept. */
-    assert_int_equal(verify(a, "alice", PW1, 1800000000, label), 1);
+    assert_int_equal(vflush(a, "alice", PW1, 1800000000, label), 1);
     snprintf(want, sizeof(want),
              "%salice:laptop:1700000000:1800000000:" SALT1 ":" HASH1 "\n" LINE2 "\n", head);
     assert_string_equal(read_file(), want);
@@ -442,18 +451,18 @@ static void test_last_used(void **state)
     assert_int_equal(st.st_mode & 07777, 0640);
 
     /* Within a minute: not written again. */
-    assert_int_equal(verify(a, "alice", PW1, 1800000059, label), 1);
+    assert_int_equal(vflush(a, "alice", PW1, 1800000059, label), 1);
     assert_string_equal(read_file(), want);
 
     /* A minute later: written. */
-    assert_int_equal(verify(a, "alice", PW1, 1800000060, label), 1);
+    assert_int_equal(vflush(a, "alice", PW1, 1800000060, label), 1);
     snprintf(want, sizeof(want),
              "%salice:laptop:1700000000:1800000060:" SALT1 ":" HASH1 "\n" LINE2 "\n", head);
     assert_string_equal(read_file(), want);
 
     /* Another entry has its own clock; a failed login writes nothing. */
-    assert_int_equal(verify(a, "alice", PW2, 1800000061, label), 1);
-    assert_int_equal(verify(a, "bob", PW1, 1900000000, label), 0);
+    assert_int_equal(vflush(a, "alice", PW2, 1800000061, label), 1);
+    assert_int_equal(vflush(a, "bob", PW1, 1900000000, label), 0);
     snprintf(want, sizeof(want),
              "%salice:laptop:1700000000:1800000060:" SALT1 ":" HASH1
              "\nalice:phone:1700000100:1800000061:" SALT2 ":" HASH2 "\n",
@@ -466,7 +475,7 @@ static void test_last_used(void **state)
     assert_non_null(f);
     fputs(LINE1 "\n", f);
     fclose(f);
-    assert_int_equal(verify(a, "bob", PW3, 1800000000, label), 1);
+    assert_int_equal(vflush(a, "bob", PW3, 1800000000, label), 1);
     snprintf(want, sizeof(want),
              "%salice:laptop:1700000000:1800000060:" SALT1 ":" HASH1
              "\nalice:phone:1700000100:1800000061:" SALT2 ":" HASH2 "\n" LINE1 "\n",
@@ -474,11 +483,54 @@ static void test_last_used(void **state)
     assert_string_equal(read_file(), want);
 
     /* Time does not run backwards by a little (two processes' clocks)... */
-    assert_int_equal(verify(a, "bob", PW3, 1799999000, label), 1);
+    assert_int_equal(vflush(a, "bob", PW3, 1799999000, label), 1);
     assert_string_equal(read_file(), want);
     /* ...but a clock set back by more than a day is followed. */
-    assert_int_equal(verify(a, "bob", PW3, 1700000400, label), 1);
+    assert_int_equal(vflush(a, "bob", PW3, 1700000400, label), 1);
     assert_non_null(strstr(read_file(), "bob:tablet:1700000300:1700000400:"));
+    apppass_close(&a);
+}
+
+/* Uses wait for the flush, and one flush writes them all at once. */
+static void test_last_used_batched(void **state)
+{
+    struct apppass *a = apppass_open(path);
+    char label[APPPASS_LABEL_MAX + 1], want[4096];
+    struct stat before, after;
+
+    (void)state;
+    write_file(LINE1 "\n" LINE2 "\n" LINE3 "\n");
+    assert_int_equal(stat(path, &before), 0);
+    assert_int_equal(verify(a, "alice", PW1, 1800000000, label), 1);
+    assert_int_equal(verify(a, "bob", PW3, 1800000001, label), 1);
+    /* The same entry again within the interval is not queued twice. */
+    assert_int_equal(verify(a, "alice", PW1, 1800000002, label), 1);
+    assert_string_equal(read_file(), LINE1 "\n" LINE2 "\n" LINE3 "\n");
+    apppass_flush(a);
+    snprintf(want, sizeof(want),
+             "alice:laptop:1700000000:1800000000:" SALT1 ":" HASH1 "\n" LINE2
+             "\nbob:tablet:1700000300:1800000001:" SALT3 ":" HASH3 "\n");
+    assert_string_equal(read_file(), want);
+    assert_int_equal(stat(path, &after), 0);
+    assert_int_not_equal(before.st_ino, after.st_ino); /* replaced once, atomically */
+
+    /* Nothing queued: the file is left alone. */
+    apppass_flush(a);
+    assert_int_equal(stat(path, &before), 0);
+    assert_int_equal(before.st_ino, after.st_ino);
+
+    /* A use queued before the CLI changes the file survives the reload,
+     * and the CLI's change is kept. */
+    assert_int_equal(verify(a, "alice", PW2, 1800000100, label), 1);
+    FILE *f = fopen(path, "a");
+    assert_non_null(f);
+    fputs("# added by hand\n", f);
+    fclose(f);
+    assert_int_equal(verify(a, "bob", PW3, 1800000200, label), 1);
+    apppass_flush(a);
+    assert_non_null(strstr(read_file(), "alice:phone:1700000100:1800000100:"));
+    assert_non_null(strstr(read_file(), "bob:tablet:1700000300:1800000200:"));
+    assert_non_null(strstr(read_file(), "# added by hand\n"));
     apppass_close(&a);
 }
 
@@ -559,6 +611,7 @@ static void test_threads(void **state)
         pthread_join(t[i], NULL);
         assert_int_equal(w[i].ok, 300);
     }
+    apppass_flush(a);
     assert_non_null(strstr(read_file(), "alice:laptop:1700000000:1800000120:"));
     assert_non_null(strstr(read_file(), "bob:tablet:1700000300:1800000120:"));
     assert_int_equal(apppass_count(a, "alice"), 2);
@@ -579,6 +632,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_lines_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreadable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_last_used, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_last_used_batched, setup, teardown),
         cmocka_unit_test_setup_teardown(test_edit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
     };
