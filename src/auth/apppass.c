@@ -256,6 +256,7 @@ struct apppass {
     size_t count;
     struct apppass_use *uses; /* kept apart from lines: a reload keeps them */
     size_t n_uses, cap_uses;
+    time_t warned; /* the last flush failure logged */
 };
 
 struct apppass *apppass_open(const char *path)
@@ -433,25 +434,43 @@ static bool last_used_due(time_t last, time_t now)
     return now >= last + APPPASS_LAST_USED_INTERVAL || now < last - 86400;
 }
 
+/* Room for one more waiting use; false past APPPASS_USES_MAX. */
+static bool uses_room_locked(struct apppass *a)
+{
+    if (a->n_uses < a->cap_uses)
+        return true;
+    size_t cap = a->cap_uses ? 2 * a->cap_uses : 16;
+    struct apppass_use *u = cap <= APPPASS_USES_MAX ? realloc(a->uses, cap * sizeof(*u)) : NULL;
+    if (u == NULL)
+        return false;
+    a->uses = u;
+    a->cap_uses = cap;
+    return true;
+}
+
 /* Queues now as the last use of l for apppass_flush(). Past
  * APPPASS_USES_MAX waiting, a use is not recorded; the next login after
  * a flush records it. */
 static void queue_use_locked(struct apppass *a, struct apppass_line *l, time_t now)
 {
-    if (a->n_uses == a->cap_uses) {
-        size_t cap = a->cap_uses ? 2 * a->cap_uses : 16;
-        struct apppass_use *u = cap <= APPPASS_USES_MAX ? realloc(a->uses, cap * sizeof(*u)) : NULL;
-        if (u == NULL)
-            return;
-        a->uses = u;
-        a->cap_uses = cap;
-    }
+    if (!uses_room_locked(a))
+        return;
     struct apppass_use *u = &a->uses[a->n_uses++];
     str_copy(u->user, l->user, sizeof(u->user));
     str_copy(u->label, l->label, sizeof(u->label));
     memcpy(u->salt, l->salt, sizeof(u->salt));
     u->when = now;
     l->last_used = now;
+}
+
+/* Uses a flush could not write wait for the next one, with those queued
+ * meanwhile (the flush keeps the latest of each). */
+static void requeue(struct apppass *a, const struct apppass_use *uses, size_t n)
+{
+    pthread_mutex_lock(&a->mutex);
+    for (size_t i = 0; i < n && uses_room_locked(a); i++)
+        a->uses[a->n_uses++] = uses[i];
+    pthread_mutex_unlock(&a->mutex);
 }
 
 static int cmp_use(const void *x, const void *y)
@@ -502,7 +521,7 @@ void apppass_flush(struct apppass *a)
     }
     /* The file as it is on disk now, every other line kept (the CLI may
      * have changed it since it was read). */
-    int ret = apppass_edit_begin(&e, a->path, &error);
+    int ret = apppass_edit_begin(&e, a->path, true, &error);
     for (size_t i = 0; ret == 0 && i < e.n; i++) {
         struct apppass_use key = {0};
         struct apppass_line pl;
@@ -528,11 +547,17 @@ void apppass_flush(struct apppass *a)
     }
     if (ret == 0 && changed)
         ret = apppass_edit_commit(&e, &error);
-    /* Not queued again: each entry is due again a minute after its use,
-     * so a full disk costs one warning per flush, not one per login. */
-    if (ret < 0)
-        log_warn("cannot record the last use of %zu app password%s in %s: %s", kept,
-                 kept == 1 ? "" : "s", a->path, error);
+    if (ret < 0) {
+        requeue(a, uses, kept);
+        /* The CLI holding the lock is normal; a full disk is said once a
+         * minute, not at every tick. */
+        time_t now = time(NULL);
+        if (!e.busy && now - a->warned >= 60) {
+            a->warned = now;
+            log_warn("cannot record the last use of %zu app password%s in %s (kept for later): %s",
+                     kept, kept == 1 ? "" : "s", a->path, error);
+        }
+    }
     apppass_edit_end(&e);
     free(uses);
 }

@@ -108,7 +108,10 @@ int apppass_verify(struct apppass *a, const char *user, const char *password, si
  * CLI's lock; the daemon's tick calls it every few seconds, and at
  * shutdown. One rewrite for all of them: recording each login's use as it
  * came rewrote the whole file once per login of every client polling less
- * often than once a minute. A failure is logged, not returned.
+ * often than once a minute. It never waits for the lock (the tick runs on
+ * the daemon's main thread): when the CLI holds it, or the write fails,
+ * the uses wait for the next call. A failure is logged (once a minute at
+ * most), not returned.
  */
 void apppass_flush(struct apppass *a);
 
@@ -127,13 +130,15 @@ struct apppass_edit {
     char **lines; /* without '\n' */
     size_t n, cap;
     bool existed;
+    bool busy; /* nowait, and someone else holds the lock */
     struct stat st;
     char error[512];
 };
 
 /* Locks path.lock (created if needed) and reads path (a missing file is
- * empty). Returns 0, or -1 with *error_r. */
-int apppass_edit_begin(struct apppass_edit *e, const char *path, const char **error_r);
+ * empty). Returns 0, or -1 with *error_r. With nowait, a lock held by
+ * another process is a failure with busy set, not a wait. */
+int apppass_edit_begin(struct apppass_edit *e, const char *path, bool nowait, const char **error_r);
 /* Appends a copy of line. Returns 0, or -1 when out of memory. */
 int apppass_edit_append(struct apppass_edit *e, const char *line);
 /* Writes a temporary file (the old one's owner and mode, else 0600),

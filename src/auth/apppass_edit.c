@@ -80,7 +80,7 @@ int apppass_edit_append(struct apppass_edit *e, const char *line)
     return 0;
 }
 
-int apppass_edit_begin(struct apppass_edit *e, const char *path, const char **error_r)
+int apppass_edit_begin(struct apppass_edit *e, const char *path, bool nowait, const char **error_r)
 {
     char lock_path[4200];
     struct stat lst;
@@ -98,8 +98,11 @@ int apppass_edit_begin(struct apppass_edit *e, const char *path, const char **er
         return fail(e, error_r, "cannot open %s: %s", lock_path, strerror(errno));
     if (fstat(e->lock_fd, &lst) == 0 && lst.st_uid == 0)
         own_like_folder(e->lock_fd, path);
-    if (flock(e->lock_fd, LOCK_EX) < 0)
-        return fail(e, error_r, "cannot lock %s: %s", lock_path, strerror(errno));
+    if (flock(e->lock_fd, LOCK_EX | (nowait ? LOCK_NB : 0)) < 0) {
+        e->busy = errno == EWOULDBLOCK;
+        return fail(e, error_r, "cannot lock %s: %s", lock_path,
+                    e->busy ? "held by another process" : strerror(errno));
+    }
     f = fopen(path, "re");
     if (f == NULL) {
         if (errno != ENOENT)

@@ -79,7 +79,7 @@ static int open_file(const struct config *cfg, struct apppass_edit *e, bool crea
         cli_error("out of memory");
         return EXIT_SOFTWARE;
     }
-    int r = apppass_edit_begin(e, path, &error);
+    int r = apppass_edit_begin(e, path, false, &error);
     free(path);
     if (r < 0) {
         cli_error("%s", error);

@@ -114,7 +114,7 @@ static bool is_letter(unsigned char c)
  * must pass on its own, with '@' and '$' read as the letters they stand
  * for (cracklib already reads 0, 1, 3 and 5 so).
  */
-static int check_core(const char *name, const char *pw)
+static int check_core(const char *name, const char *pw, pwquality_settings_t *site)
 {
     size_t len = strlen(pw), first = 0, last = len;
     char core[AUTH_SECRET_MAX + 2];
@@ -137,13 +137,17 @@ static int check_core(const char *name, const char *pw)
     core[last - first] = '\0';
 
     /* pwquality's defaults, not the site's file: this is about the word,
-     * and the file's length and class rules were met by the whole. */
+     * and the file's length and class rules were met by the whole. Only
+     * the site's dictionary is the site's. */
     pwquality_settings_t *pwq = pwquality_default_settings();
+    const char *dict = NULL;
     if (pwq == NULL) {
         explicit_bzero(core, sizeof(core));
         cli_error("out of memory");
         return EXIT_SOFTWARE;
     }
+    if (pwquality_get_str_value(site, PWQ_SETTING_DICT_PATH, &dict) == 0 && dict != NULL)
+        pwquality_set_str_value(pwq, PWQ_SETTING_DICT_PATH, dict);
     pwquality_set_int_value(pwq, PWQ_SETTING_MIN_LENGTH, CORE_MIN);
     pwquality_set_int_value(pwq, PWQ_SETTING_DICT_CHECK, 1);
     pwquality_set_int_value(pwq, PWQ_SETTING_USER_CHECK, 1);
@@ -187,8 +191,9 @@ static int check_policy(const char *name, const char *pw)
     r = pwquality_check(pwq, pw, NULL, name, &aux);
     if (r < 0)
         cli_error("password refused: %s", pwquality_strerror(msg, sizeof(msg), r, aux));
+    r = r < 0 ? EXIT_DATAERR : check_core(name, pw, pwq);
     pwquality_free_settings(pwq);
-    return r < 0 ? EXIT_DATAERR : check_core(name, pw);
+    return r;
 }
 
 /*

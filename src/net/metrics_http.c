@@ -8,8 +8,9 @@
  * its timeout restarts with every byte, so anyone who reaches the port
  * could hold file descriptors (which POP3 sessions need) without bound.
  * Here a scrape is one request, answered and closed; at most
- * METRICS_MAX_CONNS are open at once, and each lives METRICS_TIMEOUT
- * seconds at most, however it trickles.
+ * METRICS_MAX_CONNS are open at once, each has METRICS_HEAD_TIMEOUT
+ * seconds to send its request however it trickles, and METRICS_TIMEOUT
+ * more to take the answer.
  */
 #include "net/metrics_http.h"
 
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -35,9 +37,10 @@
 #define METRICS_MAX_FDS 8
 /* A scrape is one short request: nothing else needs room or time. A
  * Prometheus pair and an operator's curl fit in the connections. */
-#define METRICS_TIMEOUT   10 /* seconds, from accept to close */
-#define METRICS_MAX_HEAD  8192
-#define METRICS_MAX_CONNS 16
+#define METRICS_HEAD_TIMEOUT 3  /* seconds from accept to a whole request */
+#define METRICS_TIMEOUT      10 /* seconds from the answer to the close */
+#define METRICS_MAX_HEAD     8192
+#define METRICS_MAX_CONNS    16
 
 struct metrics_conn {
     struct metrics_http *m;
@@ -45,6 +48,7 @@ struct metrics_conn {
     struct event *deadline;
     struct metrics_conn *prev, *next;
     bool answered; /* then the rest of the request is read and dropped */
+    bool eof;      /* the client has closed its side */
 };
 
 struct metrics_http {
@@ -52,6 +56,7 @@ struct metrics_http {
     unsigned n_fds;
     struct event_base *base;
     struct evconnlistener *listeners[METRICS_MAX_FDS];
+    struct event *retry_accept;
     struct metrics_conn *conns;
     unsigned n_conns;
     struct event *stop_ev;
@@ -158,12 +163,21 @@ static const char *find_head_end(const char *buf, size_t len, size_t *head_len)
 
 enum metrics_verdict metrics_http_judge(const char *buf, size_t len, size_t *head_len)
 {
-    const char *nl = memchr(buf, '\n', len < METRICS_MAX_HEAD ? len : METRICS_MAX_HEAD);
-    size_t i = 0, mlen, tstart, tlen;
+    size_t i = 0, mlen, tstart, tlen, skip = 0;
 
     *head_len = 0;
+    /* An empty line before the request is ignored (RFC 9112 section 2.2). */
+    if (len > 0 && buf[0] == '\n')
+        skip = 1;
+    else if (len > 1 && buf[0] == '\r' && buf[1] == '\n')
+        skip = 2;
+    buf += skip;
+    len -= skip;
+    /* The limit counts the skipped line: reading stops at it. */
+    size_t limit = METRICS_MAX_HEAD - skip, seen = len < limit ? len : limit;
+    const char *nl = memchr(buf, '\n', seen);
     if (nl == NULL)
-        return len >= METRICS_MAX_HEAD ? METRICS_TOO_LARGE : METRICS_INCOMPLETE;
+        return len >= limit ? METRICS_TOO_LARGE : METRICS_INCOMPLETE;
     /* The request line: METHOD SP TARGET SP HTTP/1.x, judged as soon as it
      * is whole; the header lines only have to end. */
     size_t line = (size_t)(nl - buf);
@@ -181,14 +195,15 @@ enum metrics_verdict metrics_http_judge(const char *buf, size_t len, size_t *hea
     if (tlen == 0 || line - i != 9 || memcmp(buf + i, " HTTP/1.", 8) != 0 ||
         (buf[i + 8] != '0' && buf[i + 8] != '1'))
         return METRICS_BAD;
-    if (find_head_end(buf, len < METRICS_MAX_HEAD ? len : METRICS_MAX_HEAD, head_len) == NULL)
-        return len >= METRICS_MAX_HEAD ? METRICS_TOO_LARGE : METRICS_INCOMPLETE;
+    if (find_head_end(buf, seen, head_len) == NULL)
+        return len >= limit ? METRICS_TOO_LARGE : METRICS_INCOMPLETE;
+    *head_len += skip;
 
     /* The path: the target without a query, from the absolute form too. */
     const char *t = buf + tstart, *end = t + tlen;
-    const char *authority = tlen > 7 && memcmp(t, "http://", 7) == 0    ? t + 7
-                            : tlen > 8 && memcmp(t, "https://", 8) == 0 ? t + 8
-                                                                        : NULL;
+    const char *authority = tlen > 7 && strncasecmp(t, "http://", 7) == 0    ? t + 7
+                            : tlen > 8 && strncasecmp(t, "https://", 8) == 0 ? t + 8
+                                                                             : NULL;
     if (authority != NULL) {
         t = memchr(authority, '/', (size_t)(end - authority));
         if (t == NULL)
@@ -250,6 +265,9 @@ static int reply(struct metrics_conn *c, const char *status, const char *headers
         evbuffer_add_buffer(out, body);
     evbuffer_free(body);
     c->answered = true;
+    /* From now on the time is the answer's to leave. */
+    struct timeval tv = {METRICS_TIMEOUT, 0};
+    evtimer_add(c->deadline, &tv);
     return 0;
 }
 
@@ -305,20 +323,33 @@ static void read_cb(struct bufferevent *bev, void *arg)
 
 /* The answer is out: say so, and wait for the client to close, so that
  * what it still sends (a body) does not turn the close into a reset that
- * could cut the answer short. */
+ * could cut the answer short. A client that closed first is done. */
 static void write_cb(struct bufferevent *bev, void *arg)
 {
     struct metrics_conn *c = arg;
 
-    if (c->answered)
+    if (!c->answered)
+        return;
+    if (c->eof)
+        conn_free(c);
+    else
         shutdown(bufferevent_getfd(bev), SHUT_WR);
 }
 
+/* A client may close its side right after the request (nc -N, a
+ * shutdown(SHUT_WR)): the answer still goes out whole before the close. */
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
-    (void)bev;
+    struct metrics_conn *c = arg;
+
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && c->answered &&
+        evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+        c->eof = true;
+        bufferevent_disable(bev, EV_READ);
+        return;
+    }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-        conn_free(arg);
+        conn_free(c);
 }
 
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
@@ -332,7 +363,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
                       void *arg)
 {
     struct metrics_http *m = arg;
-    struct timeval tv = {METRICS_TIMEOUT, 0};
+    struct timeval tv = {METRICS_HEAD_TIMEOUT, 0};
     struct metrics_conn *c;
 
     (void)l;
@@ -366,6 +397,35 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     bufferevent_enable(c->bev, EV_READ);
 }
 
+static void set_listening(struct metrics_http *m, bool on)
+{
+    for (unsigned i = 0; i < m->n_fds; i++) {
+        if (m->listeners[i] != NULL)
+            (on ? evconnlistener_enable : evconnlistener_disable)(m->listeners[i]);
+    }
+}
+
+static void retry_accept_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    set_listening(arg, true);
+}
+
+/* Out of file descriptors: accepting again at once would spin. */
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    struct metrics_http *m = arg;
+    struct timeval tv = {0, 200000};
+    int err = EVUTIL_SOCKET_ERROR();
+
+    (void)l;
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        set_listening(m, false);
+        evtimer_add(m->retry_accept, &tv);
+    }
+}
+
 static void stop_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -391,7 +451,8 @@ int metrics_http_start(struct metrics_http *m, const char **error_r)
     }
     m->base = event_base_new();
     m->stop_ev = m->base != NULL ? event_new(m->base, -1, 0, stop_cb, m->base) : NULL;
-    if (m->stop_ev == NULL) {
+    m->retry_accept = m->base != NULL ? evtimer_new(m->base, retry_accept_cb, m) : NULL;
+    if (m->stop_ev == NULL || m->retry_accept == NULL) {
         *error_r = "cannot create the metrics HTTP server (out of memory)";
         return -1;
     }
@@ -402,6 +463,7 @@ int metrics_http_start(struct metrics_http *m, const char **error_r)
             *error_r = "cannot watch the metrics socket";
             return -1;
         }
+        evconnlistener_set_error_cb(m->listeners[i], accept_error_cb);
         m->fds[i] = -1; /* closed by evconnlistener_free */
     }
     if (pthread_create(&m->thread, NULL, metrics_main, m) != 0) {
@@ -430,6 +492,8 @@ void metrics_http_free(struct metrics_http **mp)
     }
     if (m->stop_ev != NULL)
         event_free(m->stop_ev);
+    if (m->retry_accept != NULL)
+        event_free(m->retry_accept);
     if (m->base != NULL)
         event_base_free(m->base);
     free_fds(m);

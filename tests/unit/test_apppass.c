@@ -531,6 +531,18 @@ static void test_last_used_batched(void **state)
     assert_non_null(strstr(read_file(), "alice:phone:1700000100:1800000100:"));
     assert_non_null(strstr(read_file(), "bob:tablet:1700000300:1800000200:"));
     assert_non_null(strstr(read_file(), "# added by hand\n"));
+
+    /* While the CLI holds the lock the flush does not wait: the use stays
+     * queued and the next flush writes it. */
+    struct apppass_edit e;
+    const char *error;
+    assert_int_equal(apppass_edit_begin(&e, path, false, &error), 0);
+    assert_int_equal(verify(a, "alice", PW1, 1800000300, label), 1);
+    apppass_flush(a);
+    assert_null(strstr(read_file(), ":1800000300:"));
+    apppass_edit_end(&e);
+    apppass_flush(a);
+    assert_non_null(strstr(read_file(), "alice:laptop:1700000000:1800000300:"));
     apppass_close(&a);
 }
 
@@ -543,7 +555,7 @@ static void test_edit(void **state)
 
     (void)state;
     unlink(path);
-    assert_int_equal(apppass_edit_begin(&e, path, &error), 0);
+    assert_int_equal(apppass_edit_begin(&e, path, false, &error), 0);
     assert_int_equal(e.n, 0);
     assert_false(e.existed);
     assert_int_equal(apppass_edit_append(&e, LINE1), 0);
@@ -560,13 +572,14 @@ static void test_edit(void **state)
 
     /* A last line without '\n' is read whole. */
     write_file(LINE1 "\n" LINE3);
-    assert_int_equal(apppass_edit_begin(&e, path, &error), 0);
+    assert_int_equal(apppass_edit_begin(&e, path, false, &error), 0);
     assert_int_equal(e.n, 2);
     assert_string_equal(e.lines[1], LINE3);
     apppass_edit_end(&e);
 
     /* No folder: a clear error, and end is still safe. */
-    assert_int_equal(apppass_edit_begin(&e, "/nonexistent-postern/app-passwords", &error), -1);
+    assert_int_equal(apppass_edit_begin(&e, "/nonexistent-postern/app-passwords", false, &error),
+                     -1);
     assert_non_null(strstr(error, "/nonexistent-postern/app-passwords.lock"));
     apppass_edit_end(&e);
 }
