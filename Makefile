@@ -133,11 +133,11 @@ fuzz:
 	@scripts/deps test
 	@$(MAKE) --no-print-directory fuzz-smoke FUZZ_SMOKE_SECONDS=$(FUZZ_SECONDS)
 
-# --- benchmark tools (bench/PROTOCOL.md): load generator and the two ceilings ---
-BENCH_TOOLS := $(addprefix build/bench/,loadgen lineserver sendfile_server)
+# --- benchmark tools (bench/PROTOCOL.md): load generator, the two ceilings, the TLS floor ---
+BENCH_TOOLS := $(addprefix build/bench/,loadgen lineserver sendfile_server tls_floor)
 bench-tools: $(BENCH_TOOLS)
 
-build/bench/loadgen: bench/loadgen.c
+build/bench/loadgen build/bench/tls_floor: build/bench/%: bench/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -D_GNU_SOURCE $(CFLAGS_RELEASE) $(LDFLAGS_RELEASE) -o $@ $< -lssl -lcrypto
 build/bench/%: bench/%.c bench/bench_server.h

@@ -1402,7 +1402,27 @@ def times(r, factor):
     return f"{r:.3f}x" if r < factor and round(r, 2) >= factor else f"{r:.2f}x"
 
 
-def targets(summaries):
+def session_us(summaries, row, inst):
+    """CPU of the machine per session, server and generator together, in µs."""
+    s = summaries.get(row, {}).get(inst) or {}
+    if not s.get("rate") or s.get("cpu") is None or s.get("server_cpu") is None:
+        return None
+    return (s["cpu"] + s["server_cpu"]) / 100 / s["rate"] * 1e6
+
+
+def floor_ceiling(floor, version, plain_us):
+    """The best resumed/full ratio a server on this OpenSSL can show: the
+    library's handshakes alone, and with a plain POP3 session on top."""
+    f = (floor or {}).get(version)
+    if not f:
+        return None, None
+    full = f["full_server_us"] + f["full_client_us"]
+    res = f["resumed_server_us"] + f["resumed_client_us"]
+    with_pop3 = (full + plain_us) / (res + plain_us) if plain_us else None
+    return full / res, with_pop3
+
+
+def targets(summaries, floor=None):
     res = []
 
     def get(row, inst, key):
@@ -1481,12 +1501,19 @@ def targets(summaries):
         fv, fe = get(f"{tag}-full-c{c}", pinst, "rate")
         rv, re_ = get(f"{tag}-resume-c{c}", pinst, "rate")
         label = f"{name} with resumption c{c} >= 3x our own full-handshake rate"
+        # What the TLS library allows at best (bench/tls_floor, this run).
+        lib, top = floor_ceiling(floor, "TLSv1.2" if tag == "tls12" else "TLSv1.3",
+                                 session_us(summaries, "login-plain-c16", P))
+        bound = ""
+        if lib is not None and tag != "tls-ecdsa":
+            bound = f"; OpenSSL alone allows {lib:.2f}x" + (
+                f", {top:.2f}x with Postern's plain POP3 session on top" if top else "")
         if fv is None or rv is None:
             res.append(absent(label, f"{tag}-full-c{c}", f"{tag}-resume-c{c}"))
         else:
             res.append((label, "PASS" if rv >= 3 * fv and not re_ else "FAIL",
                         f"Postern resumed {num(rv)}/s vs full {num(fv)}/s = {times(rv / fv, 3)} (need 3x)"
-                        + (f"; {re_} errors" if re_ else "")))
+                        + bound + (f"; {re_} errors" if re_ else "")))
     for key, limit, label in (("login_stat", 50, "bigbox second login+STAT < 50 ms"),
                               ("first_login_stat", 2000, "bigbox first login+STAT (cold index) < 2 s")):
         v, e = get("bigbox", P, key)
@@ -1755,8 +1782,11 @@ def main():
         atexit.unregister(cleanup)
 
     # --- report ---
+    floor = None
+    if any(r["name"].startswith("tls") and "-resume-" in r["name"] for r in rows):
+        floor = tls_floor(args.runs)
     lines = table_lines(rows, summaries, skipped, cpu_mark)
-    tg = targets(summaries)
+    tg = targets(summaries, floor)
     print()
     print("\n".join(lines))
     print()
@@ -1778,8 +1808,8 @@ def main():
     raw_path = os.path.join(WORK, "results.json")
     with open(raw_path, "w") as f:
         json.dump({"command": command, "date": started.isoformat(timespec="seconds"),
-                   "machine": mach, "args": vars(args), "summaries": summaries, "raw": raw},
-                  f, indent=1, default=str)
+                   "machine": mach, "args": vars(args), "summaries": summaries, "raw": raw,
+                   "tls_floor": floor}, f, indent=1, default=str)
     partial = args.quick or args.only
     out = args.results or (os.path.join(WORK, "RESULTS.md") if partial
                            else os.path.join(BENCH, "RESULTS.md"))
@@ -1814,6 +1844,8 @@ def main():
            "notes say so (bench/work/results.json has other_cpu_pct for every run).", ""]
     if attack:
         md += ["## Attacker guessing rate (issue 6)", ""] + attack + [""]
+    if floor:
+        md += floor_lines(floor, session_us(summaries, "login-plain-c16", P))
     md += ["## Targets (issue 4)", "", "| target | verdict | measured |", "|---|---|---|"]
     md += [f"| {label} | {verdict} | {detail} |" for label, verdict, detail in tg]
     if NOTES:
@@ -1822,6 +1854,53 @@ def main():
     with open(out, "w") as f:
         f.write("\n".join(md) + "\n")
     log(f"wrote {os.path.relpath(out, TOP)} and {os.path.relpath(raw_path, TOP)}")
+
+
+def tls_floor(runs):
+    """bench/tls_floor with the RSA certificate of the TLS rows, on the
+    quiet machine after the servers have stopped: medians of runs."""
+    exe = os.path.join(BUILD, "bench", "tls_floor")
+    if not os.path.exists(exe):
+        note("build/bench/tls_floor missing: no TLS library floor")
+        return None
+    got = {}
+    for _ in range(max(runs, 1)):
+        p = subprocess.run([exe, os.path.join(TLS_DIR, "cert.pem"),
+                            os.path.join(TLS_DIR, "key.pem")], capture_output=True, text=True)
+        if p.returncode != 0:
+            note(f"tls_floor failed: {p.stderr.strip()[:200]}")
+            return None
+        for line in p.stdout.splitlines():
+            d = json.loads(line)
+            got.setdefault(d["version"], []).append(d)
+    floor = {}
+    for version, ds in got.items():
+        floor[version] = {k: median([d[k] for d in ds]) for k in ds[0] if k != "version"}
+    return floor
+
+
+def floor_lines(floor, plain_us):
+    out = ["## TLS library floor (bench/tls_floor)", "",
+           "OpenSSL's handshakes alone, client and server in one thread over a memory BIO "
+           "pair: no sockets, no event loop, no POP3. The server is set up as posternd "
+           "(same suites, one ticket per full handshake, none on resumption), the client as "
+           "the load generator; RSA-2048 certificate. µs of CPU per handshake, median of the "
+           "runs, measured after the servers stopped. The last column is the best "
+           "resumed/full rate ratio any server on this OpenSSL could show: the library alone, "
+           "then with Postern's whole plain login session (login-plain-c16, server and "
+           f"generator: {plain_us:.0f} µs) added to both." if plain_us else
+           "OpenSSL's handshakes alone (see bench/tls_floor.c).", "",
+           "| version | full: server | full: client | resumed: server | resumed: client | "
+           "best resumed/full |", "|---|---|---|---|---|---|"]
+    for version in ("TLSv1.3", "TLSv1.2"):
+        f = floor.get(version)
+        if not f:
+            continue
+        lib, top = floor_ceiling(floor, version, plain_us)
+        out.append(f"| {version} | {f['full_server_us']:.0f} | {f['full_client_us']:.0f} | "
+                   f"{f['resumed_server_us']:.0f} | {f['resumed_client_us']:.0f} | "
+                   f"{lib:.2f}x" + (f" / {top:.2f}x |" if top else " |"))
+    return out + [""]
 
 
 ANALYSIS_HEADING = "## Where the targets are missed"

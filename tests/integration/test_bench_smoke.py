@@ -29,6 +29,7 @@ TOOLS = BUILD / "bench"
 LOADGEN = TOOLS / "loadgen"
 LINESERVER = TOOLS / "lineserver"
 SENDFILE_SERVER = TOOLS / "sendfile_server"
+TLS_FLOOR = TOOLS / "tls_floor"
 
 pytestmark = pytest.mark.skipif(not LOADGEN.exists(), reason=f"{LOADGEN} not built (make bench-tools)")
 
@@ -171,6 +172,31 @@ def test_login_tls_and_resumption(site, start_server):
     assert r["sessions"] > 0
     # Every slot's first handshake is a full one; the later ones resume.
     assert 0 < r["resumed"] <= r["sessions"]
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="openssl command not installed")
+def test_tls_floor_resumes_every_handshake(tmp_path):
+    """The library floor really measures resumption: every counted TLS 1.3
+    and TLS 1.2 handshake of the second series resumes, none of the first."""
+    p = subprocess.run([OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                        "key.pem", "-out", "cert.pem", "-days", "2", "-subj", "/CN=localhost"],
+                       cwd=tmp_path, capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    p = subprocess.run([str(TLS_FLOOR), "cert.pem", "key.pem", "20"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    got = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [d["version"] for d in got] == ["TLSv1.3", "TLSv1.2"]
+    for d in got:
+        assert d["handshakes"] == 20 and d["resumed_count"] == 20 and d["full_reused"] == 0, d
+        assert all(d[k] > 0 for k in ("full_server_us", "full_client_us", "resumed_server_us",
+                                       "resumed_client_us")), d
+    # Bad arguments: a usage line, and a missing key is an error, not numbers.
+    p = subprocess.run([str(TLS_FLOOR)], capture_output=True, text=True, timeout=10)
+    assert p.returncode == 2 and "usage" in p.stderr
+    p = subprocess.run([str(TLS_FLOOR), "cert.pem", "missing.pem"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode == 1 and p.stdout == "" and "cannot load" in p.stderr
 
 
 def test_guess_counts_guesses_and_refusals(site, start_server):
@@ -436,3 +462,20 @@ def test_run_py_ecdsa_rows_and_verdicts():
     assert resume == ("PASS", "Postern resumed 6200/s vs full 2052/s = 3.02x (need 3x)")
     # The ECDSA instances never stand in for the RSA verdicts.
     assert verdicts["TLS 1.3 full handshakes c16 >= 2x Dovecot tuned"][0] == "N/A"
+    # The library floor, when measured, is quoted beside the resumption
+    # verdicts of the RSA rows (not the ECDSA ones: the floor uses RSA).
+    floor = {"TLSv1.3": {"full_server_us": 400.0, "full_client_us": 300.0,
+                         "resumed_server_us": 130.0, "resumed_client_us": 120.0}}
+    summaries.update({
+        "tls-full-c16": {run.P: cell(2000.0), run.T: cell(990.0)},
+        "tls-resume-c16": {run.P: cell(3500.0)},
+        "login-plain-c16": {run.P: {"rate": 10000.0, "cpu": 50.0, "server_cpu": 50.0,
+                                     "errors": 0}},
+    })
+    verdicts = {label: (v, detail) for label, v, detail in run.targets(summaries, floor)}
+    assert verdicts["TLS 1.3 with resumption c16 >= 3x our own full-handshake rate"] == (
+        "FAIL", "Postern resumed 3500/s vs full 2000/s = 1.75x (need 3x); OpenSSL alone allows "
+        "2.80x, 2.29x with Postern's plain POP3 session on top")
+    ecdsa_resume = next(d for k, (_, d) in verdicts.items()
+                        if k.startswith("ECDSA P-256") and "resumption" in k)
+    assert ecdsa_resume == "Postern resumed 6200/s vs full 2052/s = 3.02x (need 3x)"
