@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,8 @@
 #include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
+#include <wchar.h>
+#include <wctype.h>
 
 #include <pwquality.h>
 
@@ -98,11 +101,34 @@ static void chomp(char *s)
  * addition is a secret of its own. */
 #define ADDED_MAX 6
 
-static bool is_letter(unsigned char c)
+/*
+ * Whether the character at s[0..n) is a letter; *size gets its length in
+ * bytes. UTF-8 is read with glibc's built-in C.UTF-8 locale, whatever the
+ * user's, so that "Password2024€" is a word with symbols added like
+ * "Password2024!". Bytes that are not UTF-8 count as letters: they end the
+ * padding rather than make a core of what may be none.
+ */
+static bool letter_at(const char *s, size_t n, size_t *size)
 {
-    /* Bytes of a UTF-8 letter count as letters: only ASCII digits and
-     * punctuation are what gets bolted on to a word. */
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80;
+    static locale_t utf8;
+    unsigned char c = (unsigned char)s[0];
+
+    *size = 1;
+    if (c < 0x80)
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    if (utf8 == (locale_t)0)
+        utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+    if (utf8 == (locale_t)0)
+        return true;
+    locale_t old = uselocale(utf8);
+    mbstate_t st = {0};
+    wchar_t wc;
+    size_t r = mbrtowc(&wc, s, n, &st);
+    uselocale(old);
+    if (r == 0 || r > n)
+        return true;
+    *size = r;
+    return iswalpha_l((wint_t)wc, utf8) != 0;
 }
 
 /*
@@ -116,21 +142,31 @@ static bool is_letter(unsigned char c)
  */
 static int check_core(const char *name, const char *pw, pwquality_settings_t *site)
 {
-    size_t len = strlen(pw), first = 0, last = len;
+    size_t len = strlen(pw), first = 0, last = len, size, added = 0;
     char core[AUTH_SECRET_MAX + 2];
     char msg[PWQ_MAX_ERROR_MESSAGE_LEN];
     void *aux = NULL;
     int r;
 
-    while (first < len && !is_letter((unsigned char)pw[first]))
-        first++;
-    while (last > first && !is_letter((unsigned char)pw[last - 1]))
-        last--;
+    while (first < len && !letter_at(pw + first, len - first, &size)) {
+        first += size;
+        added++;
+    }
+    while (last > first) {
+        /* Back to the start of the last character. */
+        size_t k = last - 1;
+        while (k > first && ((unsigned char)pw[k] & 0xc0) == 0x80)
+            k--;
+        if (letter_at(pw + k, last - k, &size) || k + size != last)
+            break;
+        last = k;
+        added++;
+    }
     /* Nothing added, too much added, or no word worth a check: pwquality
      * has said all there is. */
     if (first == 0 && last == len)
         return 0;
-    if (len - (last - first) > ADDED_MAX || last - first < CORE_MIN)
+    if (added > ADDED_MAX || last - first < CORE_MIN)
         return 0;
     for (size_t i = first; i < last; i++)
         core[i - first] = pw[i] == '@' ? 'a' : pw[i] == '$' ? 's' : pw[i];

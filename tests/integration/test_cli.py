@@ -349,6 +349,9 @@ def test_policy_refusals_say_why(cli_site):
         (b"Password2024!\n", b"weak word with digits or symbols added: The password fails the dictionary check"),
         (b"p@ssw0rd1234\n", b"weak word with digits or symbols added"),
         (b"2025!Welcome\n", b"weak word with digits or symbols added"),
+        # Symbols beyond ASCII are symbols too (UTF-8, whatever the locale).
+        ("Password2024\u20ac\n".encode(), b"weak word with digits or symbols added"),
+        ("\u00a7Sunshine2024\n".encode(), b"weak word with digits or symbols added"),
     ]
     for stdin, why in cases:
         p = run(cli_site, "user", "add", "nina", stdin=stdin)
@@ -356,7 +359,8 @@ def test_policy_refusals_say_why(cli_site):
         assert b"password refused: " in p.stderr and why in p.stderr, (stdin, p.stderr)
     assert "nina" not in users_text(cli_site)
     # Padding beyond what guessing rules add, or none, is judged as a whole.
-    for ok in (b"Password#83910472!\n", b"73!kq#9158!04\n"):
+    for ok in (b"Password#83910472!\n", b"73!kq#9158!04\n",
+               "Kaffeetasse\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\n".encode()):
         p = run(cli_site, "user", "add", "nina", stdin=ok)
         assert p.returncode == 0, (ok, p.stderr)
         assert run(cli_site, "user", "del", "nina").returncode == 0
