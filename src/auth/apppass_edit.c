@@ -7,6 +7,7 @@
  * writer loses another's change.
  */
 #include "auth/apppass.h"
+#include "lib/fsync.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -131,7 +132,7 @@ int apppass_edit_begin(struct apppass_edit *e, const char *path, bool nowait, co
 
 int apppass_edit_commit(struct apppass_edit *e, const char **error_r)
 {
-    char tmp[4200], dir[4096];
+    char tmp[4200];
     int fd;
 
     if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%d", e->path, (int)getpid()) >= sizeof(tmp))
@@ -174,12 +175,7 @@ int apppass_edit_commit(struct apppass_edit *e, const char **error_r)
         unlink(tmp);
         return fail(e, error_r, "cannot replace %s: %s", e->path, strerror(err));
     }
-    folder_of(e->path, dir, sizeof(dir));
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
+    fsync_parent(e->path);
     return 0;
 }
 

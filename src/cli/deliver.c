@@ -21,6 +21,7 @@
 #include "lib/log.h"
 #include "net/tls.h"
 #include "store/store.h"
+#include "lib/fsync.h"
 
 /* The host part of a Maildir name, with '/' and ':' encoded as the
  * Maildir specification asks. */
@@ -41,16 +42,6 @@ static void maildir_host(char *out, size_t size)
             out[o++] = *h;
     }
     out[o] = '\0';
-}
-
-static int sync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int r = fd >= 0 ? fsync(fd) : -1;
-
-    if (fd >= 0)
-        close(fd);
-    return r;
 }
 
 int cmd_deliver(const struct config *cfg, int argc, char **argv)
@@ -139,7 +130,7 @@ int cmd_deliver(const struct config *cfg, int argc, char **argv)
     if (rename(tmp_path, new_path) < 0)
         goto io_error;
     snprintf(buf, sizeof(buf), "%s/new", path);
-    if (sync_dir(buf) < 0)
+    if (fsync_dir(buf) < 0)
         goto io_error;
     free(path);
     return 0;

@@ -18,6 +18,7 @@
 
 #include "auth/passdb.h"
 #include "cli/cli.h"
+#include "lib/fsync.h"
 
 void pwfile_edit_free(struct pwfile_edit *pe)
 {
@@ -99,7 +100,7 @@ int pwfile_edit_open(const struct config *cfg, struct pwfile_edit *pe)
 
 int pwfile_edit_commit(struct pwfile_edit *pe)
 {
-    char tmp[4200], dir[4200];
+    char tmp[4200];
     int fd;
 
     snprintf(tmp, sizeof(tmp), "%s.tmp.%d", pe->path, (int)getpid());
@@ -139,16 +140,7 @@ int pwfile_edit_commit(struct pwfile_edit *pe)
         cli_error("cannot replace %s: %s", pe->path, strerror(errno));
         return EXIT_IOERR;
     }
-    snprintf(dir, sizeof(dir), "%s", pe->path);
-    char *slash = strrchr(dir, '/');
-    if (slash != NULL) {
-        *slash = '\0';
-        int dfd = open(dir[0] != '\0' ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-    }
+    fsync_parent(pe->path);
     return 0;
 }
 

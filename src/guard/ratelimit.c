@@ -18,6 +18,7 @@
 #include "guard/audit.h"
 #include "guard/metrics.h"
 #include "lib/log.h"
+#include "lib/fsync.h"
 
 /* IPv4 and IPv4-mapped IPv6 addresses become the same 16-byte key. */
 static void ip_key(const struct sockaddr *sa, unsigned char key[16])
@@ -264,7 +265,9 @@ static void bans_save(struct guard *g)
     if (fclose(f) != 0 || bad || rename(tmp, path) < 0) {
         log_error("cannot write %s: %s", path, strerror(errno));
         unlink(tmp);
+        return;
     }
+    fsync_parent(path);
 }
 
 static void bans_load(struct guard *g, time_t now)
@@ -353,6 +356,8 @@ static void known_write(struct guard *g, char *text, size_t len)
         pthread_mutex_lock(&g->mutex);
         g->known_new = true;
         pthread_mutex_unlock(&g->mutex);
+    } else {
+        fsync_parent(path);
     }
     free(text);
 }

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "lib/fsync.h"
 
 #define MTIME_TRUST_SECS 2
 #define QUICK_INDEX_MAX  (1024 * 1024)
@@ -693,13 +694,10 @@ static int maildir_expunge_commit(struct mailbox *mb, const char **error_r)
         const char *sub = pass == 0 ? "new" : "cur";
         char dir[4200];
         snprintf(dir, sizeof(dir), "%s/%s", md->path, sub);
-        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0 || fsync(fd) < 0) {
+        if (fsync_dir(dir) < 0) {
             *error_r = error_errno("cannot sync", sub);
             ret = -1;
         }
-        if (fd >= 0)
-            close(fd);
     }
     return ret;
 }
