@@ -1502,10 +1502,10 @@ def targets(summaries, floor=None):
         rv, re_ = get(f"{tag}-resume-c{c}", pinst, "rate")
         label = f"{name} with resumption c{c} >= 3x our own full-handshake rate"
         # What the TLS library allows at best (bench/tls_floor, this run).
-        lib, top = floor_ceiling(floor, "TLSv1.2" if tag == "tls12" else "TLSv1.3",
-                                 session_us(summaries, "login-plain-c16", P))
+        version = ("TLSv1.2" if tag == "tls12" else "TLSv1.3") + (" ECDSA" if tag == "tls-ecdsa" else "")
+        lib, top = floor_ceiling(floor, version, session_us(summaries, "login-plain-c16", P))
         bound = ""
-        if lib is not None and tag != "tls-ecdsa":
+        if lib is not None:
             bound = f"; OpenSSL alone allows {lib:.2f}x" + (
                 f", {top:.2f}x with Postern's plain POP3 session on top" if top else "")
         if fv is None or rv is None:
@@ -1857,22 +1857,25 @@ def main():
 
 
 def tls_floor(runs):
-    """bench/tls_floor with the RSA certificate of the TLS rows, on the
-    quiet machine after the servers have stopped: medians of runs."""
+    """bench/tls_floor with the certificates of the TLS rows (RSA, and
+    ECDSA as "TLSv1.x ECDSA"), on the quiet machine after the servers have
+    stopped: medians of runs."""
     exe = os.path.join(BUILD, "bench", "tls_floor")
     if not os.path.exists(exe):
         note("build/bench/tls_floor missing: no TLS library floor")
         return None
     got = {}
     for _ in range(max(runs, 1)):
-        p = subprocess.run([exe, os.path.join(TLS_DIR, "cert.pem"),
-                            os.path.join(TLS_DIR, "key.pem")], capture_output=True, text=True)
-        if p.returncode != 0:
-            note(f"tls_floor failed: {p.stderr.strip()[:200]}")
-            return None
-        for line in p.stdout.splitlines():
-            d = json.loads(line)
-            got.setdefault(d["version"], []).append(d)
+        for prefix, suffix in (("", ""), ("ecdsa-", " ECDSA")):
+            p = subprocess.run([exe, os.path.join(TLS_DIR, prefix + "cert.pem"),
+                                os.path.join(TLS_DIR, prefix + "key.pem")],
+                               capture_output=True, text=True)
+            if p.returncode != 0:
+                note(f"tls_floor failed: {p.stderr.strip()[:200]}")
+                return None
+            for line in p.stdout.splitlines():
+                d = json.loads(line)
+                got.setdefault(d["version"] + suffix, []).append(d)
     floor = {}
     for version, ds in got.items():
         floor[version] = {k: median([d[k] for d in ds]) for k in ds[0] if k != "version"}
@@ -1884,7 +1887,8 @@ def floor_lines(floor, plain_us):
            "OpenSSL's handshakes alone, client and server in one thread over a memory BIO "
            "pair: no sockets, no event loop, no POP3. The server is set up as posternd "
            "(same suites, one ticket per full handshake, none on resumption), the client as "
-           "the load generator; RSA-2048 certificate. µs of CPU per handshake, median of the "
+           "the load generator; the RSA-2048 certificate of the TLS rows, and the ECDSA P-256 "
+           "one of the tls-ecdsa rows. µs of CPU per handshake, median of the "
            "runs, measured after the servers stopped. The last column is the best "
            "resumed/full rate ratio any server on this OpenSSL could show: the library alone, "
            "then with Postern's whole plain login session (login-plain-c16, server and "
@@ -1892,7 +1896,7 @@ def floor_lines(floor, plain_us):
            "OpenSSL's handshakes alone (see bench/tls_floor.c).", "",
            "| version | full: server | full: client | resumed: server | resumed: client | "
            "best resumed/full |", "|---|---|---|---|---|---|"]
-    for version in ("TLSv1.3", "TLSv1.2"):
+    for version in ("TLSv1.3", "TLSv1.2", "TLSv1.3 ECDSA", "TLSv1.2 ECDSA"):
         f = floor.get(version)
         if not f:
             continue
