@@ -238,36 +238,33 @@ struct user_node *guard_user_find(struct guard *g, const char *user, bool create
 
 /* --- bans kept across restarts --- */
 
+/* Under the mutex (bans are rare: the file is small and seldom written). */
 static void bans_save(struct guard *g)
 {
-    char path[4096], tmp[4200];
+    char path[4096], *text = NULL;
+    size_t len = 0;
 
     if (g->set.state_dir == NULL)
         return;
     snprintf(path, sizeof(path), "%s/bans", g->set.state_dir);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL) {
-        log_error("cannot write %s: %s", tmp, strerror(errno));
+    FILE *m = open_memstream(&text, &len);
+    if (m == NULL) {
+        log_error("cannot write %s: out of memory", path);
         return;
     }
-    fputs("# posternd: banned networks and when the ban ends (unix time)\n", f);
+    fputs("# posternd: banned networks and when the ban ends (unix time)\n", m);
     for (size_t b = 0; b < GUARD_BUCKETS; b++) {
         for (struct net_node *n = g->nets[b]; n != NULL; n = n->next) {
             if (n->banned_until == 0)
                 continue;
             char net[64];
             guard_net_format(g, &n->net, net, sizeof(net));
-            fprintf(f, "%s %lld\n", net, (long long)n->banned_until);
+            fprintf(m, "%s %lld\n", net, (long long)n->banned_until);
         }
     }
-    bool bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
-    if (fclose(f) != 0 || bad || rename(tmp, path) < 0) {
+    if (fclose(m) != 0 || fsync_replace(path, text, len) < 0)
         log_error("cannot write %s: %s", path, strerror(errno));
-        unlink(tmp);
-        return;
-    }
-    fsync_parent(path);
+    free(text);
 }
 
 static void bans_load(struct guard *g, time_t now)
@@ -342,22 +339,14 @@ static char *known_text(struct guard *g, size_t *len)
 /* A failed write (a full disk) is tried again a minute later. */
 static void known_write(struct guard *g, char *text, size_t len)
 {
-    char path[4096], tmp[4200];
+    char path[4096];
 
     snprintf(path, sizeof(path), "%s/known-nets", g->set.state_dir);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    bool bad =
-        f == NULL || fwrite(text, 1, len, f) != len || fflush(f) != 0 || fsync(fileno(f)) != 0;
-    if ((f != NULL && fclose(f) != 0) || bad || rename(tmp, path) < 0) {
+    if (fsync_replace(path, text, len) < 0) {
         log_error("cannot write %s: %s", path, strerror(errno));
-        if (f != NULL)
-            unlink(tmp);
         pthread_mutex_lock(&g->mutex);
         g->known_new = true;
         pthread_mutex_unlock(&g->mutex);
-    } else {
-        fsync_parent(path);
     }
     free(text);
 }

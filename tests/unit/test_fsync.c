@@ -14,6 +14,7 @@
 
 #include "lib/fsync.h"
 
+/* mkdtemp() fills in the Xs. */
 static char dir[] = "/tmp/postern-test-fsync-XXXXXX";
 
 static int setup(void **state)
@@ -28,6 +29,8 @@ static int teardown(void **state)
 
     (void)state;
     snprintf(path, sizeof(path), "%s/file", dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/state", dir);
     unlink(path);
     return rmdir(dir);
 }
@@ -80,11 +83,39 @@ static void test_fsync_parent(void **state)
     free(lng);
 }
 
+static void test_fsync_replace(void **state)
+{
+    char path[200], tmp[210], buf[64] = {0};
+
+    (void)state;
+    snprintf(path, sizeof(path), "%s/state", dir);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    assert_int_equal(fsync_replace(path, "first\n", 6), 0);
+    assert_int_equal(fsync_replace(path, "second\n", 7), 0);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    assert_int_equal(fread(buf, 1, sizeof(buf) - 1, f), 7);
+    fclose(f);
+    assert_string_equal(buf, "second\n");
+    assert_int_equal(access(tmp, F_OK), -1); /* no leftover */
+    /* An empty text is an empty file. */
+    assert_int_equal(fsync_replace(path, "", 0), 0);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    assert_int_equal(fread(buf, 1, sizeof(buf), f), 0);
+    fclose(f);
+    /* No folder: -1 with errno, nothing made. */
+    errno = 0;
+    assert_int_equal(fsync_replace("/postern-no-such-dir/state", "x", 1), -1);
+    assert_int_equal(errno, ENOENT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fsync_dir),
         cmocka_unit_test(test_fsync_parent),
+        cmocka_unit_test(test_fsync_replace),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
