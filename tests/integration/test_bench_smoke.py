@@ -336,10 +336,13 @@ class FakePop3(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, message, list_delta=0, trickle=False):
+    def __init__(self, message, list_delta=0, trickle=False, stuff=True, pieces=1, refuse=False):
         self.wire = to_wire(message)
         self.list_delta = list_delta
         self.trickle = trickle
+        self.stuff = stuff
+        self.pieces = pieces  # the answer in this many sends, 20 ms apart
+        self.refuse = refuse  # RETR answered -ERR
         super().__init__(("127.0.0.1", 0), FakeHandler)
 
 
@@ -354,14 +357,21 @@ class FakeHandler(socketserver.StreamRequestHandler):
             if cmd == b"LIST":
                 s.sendall(b"+OK\r\n1 %d\r\n.\r\n" % (len(srv.wire) + srv.list_delta))
             elif cmd == b"RETR 1":
-                stuffed = (b"\r\n" + srv.wire).replace(b"\r\n.", b"\r\n..")[2:]
+                stuffed = srv.wire
+                if srv.stuff:
+                    stuffed = (b"\r\n" + srv.wire).replace(b"\r\n.", b"\r\n..")[2:]
                 answer = b"+OK\r\n" + stuffed + b".\r\n"
-                if srv.trickle:
+                if srv.refuse:
+                    s.sendall(b"-ERR no such message\r\n")
+                elif srv.trickle:
                     for i in range(len(answer)):
                         s.sendall(answer[i:i + 1])
                         time.sleep(0.0005)
                 else:
-                    s.sendall(answer)
+                    step = -(-len(answer) // srv.pieces)
+                    for i in range(0, len(answer), step):
+                        s.sendall(answer[i:i + step])
+                        time.sleep(0.02 if srv.pieces > 1 else 0)
             elif cmd == b"QUIT":
                 s.sendall(b"+OK\r\n")
                 return
@@ -394,6 +404,49 @@ def test_unstuffer_across_read_boundaries(fake_pop3):
     assert r["errors"] == 0, err
     assert r["messages"] > 0
     assert r["bytes"] == r["messages"] * len(to_wire(TRICKY))
+
+
+# Lines of every length from 0 to 40, every third one beginning with a
+# dot: the line starts fall at every offset of loadgen's 16-byte scan, and
+# the answer arrives in large reads, unlike the trickle above.
+LONG = b"".join((b"." if i % 3 == 0 else b"") + b"x" * (i % 41) + b"\n" for i in range(2000))
+
+
+def test_unstuffer_finds_dot_lines_at_every_offset(fake_pop3):
+    port = fake_pop3(LONG)
+    r, _, err = run_loadgen("retr", port, "--concurrency", 1)
+    assert r["errors"] == 0, err
+    assert r["messages"] > 0
+    assert r["bytes"] == r["messages"] * len(to_wire(LONG))
+
+
+# loadgen asks the kernel to wake it only once most of a large message is
+# in (SO_RCVLOWAT); an answer that arrives in pauses, or a short -ERR where
+# a megabyte was due, must not leave it waiting for bytes that never come.
+def test_a_large_message_in_pieces(fake_pop3):
+    port = fake_pop3(LONG * 20, pieces=7)
+    r, _, err = run_loadgen("retr", port, "--concurrency", 1)
+    assert r["errors"] == 0, err
+    assert r["messages"] > 0
+    assert r["bytes"] == r["messages"] * len(to_wire(LONG * 20))
+
+
+def test_retr_refused_is_reported_at_once(fake_pop3):
+    port = fake_pop3(LONG * 20, refuse=True)
+    r, _, err = run_loadgen("retr", port, "--concurrency", 1, "--timeout", 30)
+    assert r["errors"] > 0 and "RETR: -ERR no such message" in err
+    assert r["messages"] == 0
+
+
+def test_a_dot_line_left_unstuffed_is_an_error(fake_pop3):
+    # One dot line, deep inside a long message, that the server forgot to
+    # stuff: loadgen must see it however the bytes around it are scanned.
+    message = b"y" * 70 + b"\n"
+    message = message * 1000 + b".lost\n" + message * 1000
+    port = fake_pop3(message, stuff=False)
+    r, _, err = run_loadgen("retr", port, "--concurrency", 1)
+    assert r["errors"] > 0 and "unstuffed dot line" in err
+    assert r["messages"] == 0
 
 
 @pytest.mark.parametrize("delta", [-1, 1])
