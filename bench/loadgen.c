@@ -42,8 +42,6 @@
 /* Big enough that a RETR of a large message costs few system calls. */
 #define RBUF_SIZE  (256 * 1024)
 #define LINE_CAP   256
-/* Below this a receive low-water mark saves too few wake-ups to pay. */
-#define LOWAT_MIN (64 * 1024)
 #define MAX_EVENTS 512
 /* After a failure a slot waits before reconnecting, so that a server that
  * refuses everything is not hammered in a tight loop. */
@@ -119,7 +117,6 @@ struct slot {
     uint32_t nmsgs, cap, cur;
     struct msg *msgs;
     uint32_t line_len;
-    uint32_t lowat; /* SO_RCVLOWAT in force; 0: the default (1) */
     char cmd[32];
     char line[LINE_CAP];
 };
@@ -481,7 +478,6 @@ static void slot_connect(struct slot *s, int64_t now)
     s->reused = false;
     s->tls_done = false;
     s->line_len = 0;
-    s->lowat = 0;
     s->out_len = 0;
     s->out_wait = false;
     s->t_start = now;
@@ -1056,37 +1052,6 @@ static bool handshake(struct slot *s)
     return false;
 }
 
-/*
- * retr over plain TCP: woken once at least min(what the rest of the
- * message must still hold, the read buffer) has arrived, not for every
- * segment of a large message. The wake-ups were a quarter of the
- * generator's CPU, which the server it measures needs. The mark never
- * exceeds the bytes still to come, or a read would wait for bytes that
- * will not arrive: after a +OK, the LIST size minus the octets seen
- * (stuffing only adds bytes) plus ".\r\n". A server that sends less than
- * its LIST said is caught by the timeout instead of the size check.
- */
-static void set_lowat(struct slot *s)
-{
-    uint64_t want = 1;
-    if (s->ssl == NULL && s->step == ST_RETR && s->cur < s->nmsgs) {
-        uint64_t size = s->msgs[s->cur].size;
-        if (s->rx == RX_BODY && s->octets < size)
-            want = size - s->octets + 3;
-    }
-    if (want > RBUF_SIZE)
-        want = RBUF_SIZE;
-    if (want < LOWAT_MIN)
-        want = 1;
-    uint32_t cur = s->lowat > 0 ? s->lowat : 1;
-    /* Lowering is a must; raising pays only when it saves wake-ups. */
-    if (want == cur || (want > cur && want < 2 * (uint64_t)cur))
-        return;
-    int v = (int)want;
-    if (setsockopt(s->fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof(v)) == 0)
-        s->lowat = (uint32_t)want;
-}
-
 static void on_readable(struct slot *s, uint32_t ev)
 {
     uint32_t gen = s->gen;
@@ -1645,8 +1610,6 @@ static void run(void)
             if (s->gen != gen || s->fd < 0)
                 continue;
             on_readable(s, evs[i].events);
-            if (G.mode == M_RETR && s->gen == gen && s->fd >= 0)
-                set_lowat(s);
         }
     }
 

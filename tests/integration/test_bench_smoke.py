@@ -420,9 +420,8 @@ def test_unstuffer_finds_dot_lines_at_every_offset(fake_pop3):
     assert r["bytes"] == r["messages"] * len(to_wire(LONG))
 
 
-# loadgen asks the kernel to wake it only once most of a large message is
-# in (SO_RCVLOWAT); an answer that arrives in pauses, or a short -ERR where
-# a megabyte was due, must not leave it waiting for bytes that never come.
+# A large answer that arrives in pauses, or a short -ERR where a megabyte
+# was due: loadgen must not wait for bytes that never come.
 def test_a_large_message_in_pieces(fake_pop3):
     port = fake_pop3(LONG * 20, pieces=7)
     r, _, err = run_loadgen("retr", port, "--concurrency", 1)
