@@ -201,12 +201,36 @@ static uint64_t rng(void)
 }
 
 /* Bytes with many line ends, CRs and dots. */
-static void random_message(unsigned char *buf, size_t len)
+/* Dense: line ends and dots everywhere. Sparse: runs of ordinary bytes
+ * long enough for the encoder's 16-byte steps, as in real mail. */
+static void random_message(unsigned char *buf, size_t len, bool sparse)
 {
     static const unsigned char alphabet[] = {'\r', '\n', '.', 'a', ' ', '\0', 0xff, '\n', '.'};
 
-    for (size_t i = 0; i < len; i++)
-        buf[i] = rng() % 4 == 0 ? (unsigned char)rng() : alphabet[rng() % sizeof(alphabet)];
+    for (size_t i = 0; i < len; i++) {
+        if (sparse && rng() % 24 != 0)
+            buf[i] = (unsigned char)('a' + rng() % 26);
+        else
+            buf[i] = rng() % 4 == 0 ? (unsigned char)rng() : alphabet[rng() % sizeof(alphabet)];
+    }
+}
+
+/* What un-stuffing the wire must give back: every bare LF as CRLF, and a
+ * CRLF after a last line that had none. */
+static size_t normalize(const unsigned char *in, size_t len, unsigned char *out)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        if (in[i] == '\n' && (i == 0 || in[i - 1] != '\r'))
+            out[o++] = '\r';
+        out[o++] = in[i];
+    }
+    if (o > 0 && out[o - 1] != '\n') {
+        out[o++] = '\r';
+        out[o++] = '\n';
+    }
+    return o;
 }
 
 /* Removes the dot-stuffing: a '.' starting a wire line is dropped. Wire
@@ -278,13 +302,13 @@ static void test_property_wire_counter(void **state)
 {
     enum { MAX = 600 };
     unsigned char in[MAX], whole[DOTSTUFF_MAX_OUT(MAX) + 3], cut[DOTSTUFF_MAX_OUT(MAX) + 3],
-        plain[DOTSTUFF_MAX_OUT(MAX) + 3];
+        plain[DOTSTUFF_MAX_OUT(MAX) + 3], ref[DOTSTUFF_MAX_OUT(MAX) + 3];
     size_t cuts[MAX];
 
     (void)state;
     for (unsigned iter = 0; iter < 10000; iter++) {
         size_t len = (size_t)(rng() % (iter < 100 ? 8 : MAX));
-        random_message(in, len);
+        random_message(in, len, iter % 2 == 1);
 
         size_t wn = encode_cut((const char *)in, len, -1, NULL, 0, whole);
         check_wire(whole, wn);
@@ -315,6 +339,8 @@ static void test_property_wire_counter(void **state)
         assert_int_equal(wire_counter_finish(&wc2), size);
         size_t pn = unstuff(whole, wn, plain);
         assert_int_equal(pn, size);
+        assert_int_equal(normalize(in, len, ref), pn);
+        assert_memory_equal(plain, ref, pn);
 
         /* TOP is a prefix of the whole, ending where the reference says. */
         uint64_t lines = rng() % 5;
