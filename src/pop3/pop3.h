@@ -25,7 +25,7 @@
  * the size in which a message is read: one read and one large write per
  * round keep system calls few; a session streaming a message holds about
  * POP3_OUTPUT_HIGH + 2 * POP3_READ_CHUNK, whatever the message size. */
-#define POP3_OUTPUT_HIGH (128 * 1024)
+#define POP3_OUTPUT_HIGH (256 * 1024)
 #define POP3_READ_CHUNK  (64 * 1024)
 
 enum pop3_state {
