@@ -371,7 +371,8 @@ class FakeHandler(socketserver.StreamRequestHandler):
                     step = -(-len(answer) // srv.pieces)
                     for i in range(0, len(answer), step):
                         s.sendall(answer[i:i + step])
-                        time.sleep(0.02 if srv.pieces > 1 else 0)
+                        if srv.pieces > 1:
+                            time.sleep(0.02)
             elif cmd == b"QUIT":
                 s.sendall(b"+OK\r\n")
                 return

@@ -200,7 +200,6 @@ static uint64_t rng(void)
     return rng_state * 2685821657736338717ull;
 }
 
-/* Bytes with many line ends, CRs and dots. */
 /* Dense: line ends and dots everywhere. Sparse: runs of ordinary bytes
  * long enough for the encoder's 16-byte steps, as in real mail. */
 static void random_message(unsigned char *buf, size_t len, bool sparse)
