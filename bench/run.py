@@ -1776,7 +1776,8 @@ def main():
                     note(f"{row['name']}: {inst}: {s['other_cpu']:.0f}% of a core went to other "
                          "processes during the runs (median): that cell is noisy")
                 if s["errors"]:
-                    note(f"{row['name']}: {inst} had {s['errors']} errors; see results.json")
+                    note(f"{row['name']}: {inst} had {s['errors']} errors; see "
+                         + os.path.basename(raw_results_path(args.quick or args.only)))
     finally:
         cleanup()
         atexit.unregister(cleanup)
@@ -1805,12 +1806,13 @@ def main():
 
     mach = machine()
     mach["CPU used by other processes at start"] = f"{quiet_pct:.0f}% of a core"
-    raw_path = os.path.join(WORK, "results.json")
+    partial = args.quick or args.only
+    raw_path = raw_results_path(partial)
+    raw_name = os.path.relpath(raw_path, TOP)
     with open(raw_path, "w") as f:
         json.dump({"command": command, "date": started.isoformat(timespec="seconds"),
                    "machine": mach, "args": vars(args), "summaries": summaries, "raw": raw,
                    "tls_floor": floor}, f, indent=1, default=str)
-    partial = args.quick or args.only
     out = args.results or (os.path.join(WORK, "RESULTS.md") if partial
                            else os.path.join(BENCH, "RESULTS.md"))
     md = ["# Postern vs Dovecot: POP3 benchmark results", ""]
@@ -1837,11 +1839,11 @@ def main():
            "```"] + lines + ["```", "",
            f"[N%] = the load generator's own CPU (100 = one core); '!' = above {cpu_mark}%: "
            "there the generator, not the server, is the bottleneck. E = errors in that cell "
-           "(see bench/work/results.json). ↑/↓: higher/lower is better. Memory is the growth "
+           f"(see {raw_name}). ↑/↓: higher/lower is better. Memory is the growth "
            "of PSS summed over all the server's processes between the server at rest and all "
            "sessions logged in, divided by the sessions. Where processes other than the server "
            "and the generator took more than a quarter of a core during a cell's runs, the "
-           "notes say so (bench/work/results.json has other_cpu_pct for every run).", ""]
+           f"notes say so ({raw_name} has other_cpu_pct for every run).", ""]
     if attack:
         md += ["## Attacker guessing rate (issue 6)", ""] + attack + [""]
     if floor:
@@ -1854,6 +1856,13 @@ def main():
     with open(out, "w") as f:
         f.write("\n".join(md) + "\n")
     log(f"wrote {os.path.relpath(out, TOP)} and {os.path.relpath(raw_path, TOP)}")
+
+
+def raw_results_path(partial):
+    """Where a run's raw data goes: a partial run (--quick, --only) keeps
+    its own file, so that it does not replace the data behind the full
+    report that bench/RESULTS.md quotes."""
+    return os.path.join(WORK, "results-partial.json" if partial else "results.json")
 
 
 def tls_floor(runs):

@@ -538,3 +538,15 @@ def test_run_py_ecdsa_rows_and_verdicts():
     lines = run.floor_lines(floor, 100.0)
     assert [ln.split(" | ")[0] for ln in lines if ln.startswith("| TLS")] == [
         "| TLSv1.3", "| TLSv1.3 ECDSA"]
+
+
+def test_run_py_partial_runs_keep_the_full_runs_data():
+    """A run with --only or --quick writes its raw data beside, not over,
+    the full run's bench/work/results.json, which bench/RESULTS.md quotes."""
+    spec = importlib.util.spec_from_file_location("bench_run", RUN_PY)
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    full = Path(run.raw_results_path(False))
+    partial = Path(run.raw_results_path("^tls"))
+    assert full.name == "results.json" and partial.name == "results-partial.json"
+    assert full.parent == partial.parent == Path(run.WORK)
