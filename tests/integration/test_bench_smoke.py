@@ -483,6 +483,14 @@ def test_refused_connections_are_errors():
 RUN_PY = Path(__file__).resolve().parents[2] / "bench" / "run.py"
 
 
+def load_run_py():
+    """bench/run.py as a module, for its pure functions."""
+    spec = importlib.util.spec_from_file_location("bench_run", RUN_PY)
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    return run
+
+
 def test_run_py_ecdsa_rows_and_verdicts():
     p = subprocess.run(["/usr/bin/python3", str(RUN_PY), "--list"], capture_output=True,
                        text=True, timeout=60)
@@ -494,9 +502,7 @@ def test_run_py_ecdsa_rows_and_verdicts():
     # The RSA rows keep their servers.
     assert rows["tls-full-c16"].endswith("postern, dovecot-tuned, dovecot-default")
 
-    spec = importlib.util.spec_from_file_location("bench_run", RUN_PY)
-    run = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run)
+    run = load_run_py()
 
     def cell(rate):
         return {"rate": rate, "errors": 0}
@@ -543,9 +549,7 @@ def test_run_py_ecdsa_rows_and_verdicts():
 def test_run_py_partial_runs_keep_the_full_runs_data():
     """A run with --only or --quick writes its raw data beside, not over,
     the full run's bench/work/results.json, which bench/RESULTS.md quotes."""
-    spec = importlib.util.spec_from_file_location("bench_run", RUN_PY)
-    run = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run)
+    run = load_run_py()
     full = Path(run.raw_results_path(False))
     partial = Path(run.raw_results_path("^tls"))
     assert full.name == "results.json" and partial.name == "results-partial.json"
