@@ -1600,6 +1600,8 @@ def main():
     args.hold = args.hold or (3 if args.quick else args.duration)
     args.attack_seconds = args.attack_seconds or (10 if args.quick else 120)
     cpu_mark = 90
+    partial = args.quick or args.only
+    raw_path = raw_results_path(partial)
 
     # --only picks from every row (with --quick's durations if given).
     if args.only:
@@ -1777,7 +1779,7 @@ def main():
                          "processes during the runs (median): that cell is noisy")
                 if s["errors"]:
                     note(f"{row['name']}: {inst} had {s['errors']} errors; see "
-                         + os.path.basename(raw_results_path(args.quick or args.only)))
+                         + os.path.basename(raw_path))
     finally:
         cleanup()
         atexit.unregister(cleanup)
@@ -1806,8 +1808,6 @@ def main():
 
     mach = machine()
     mach["CPU used by other processes at start"] = f"{quiet_pct:.0f}% of a core"
-    partial = args.quick or args.only
-    raw_path = raw_results_path(partial)
     raw_name = os.path.relpath(raw_path, TOP)
     with open(raw_path, "w") as f:
         json.dump({"command": command, "date": started.isoformat(timespec="seconds"),
