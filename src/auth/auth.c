@@ -115,15 +115,13 @@ static void set_success(struct auth_request *req)
 static bool verify_quick(struct auth *a, struct auth_request *req)
 {
     struct passdb_entry *e = &req->entry;
-    const char *error;
     bool ok = false;
 
     /* Reloading a changed passwd-file is the pool's work, not an I/O
      * thread's. Only plain passwords and APOP take this way: second
      * factors, SCRAM and tokens always go to the pool. */
     if ((req->mech != AUTH_MECH_PASSWORD && req->mech != AUTH_MECH_APOP) ||
-        req->secret_len >= AUTH_PASSWORD_MAX || !passdb_fresh(a->db) ||
-        passdb_lookup(a->db, req->user, e, &error) != 1)
+        req->secret_len >= AUTH_PASSWORD_MAX || passdb_lookup_cached(a->db, req->user, e) != 1)
         return false;
     if (e->totp[0] != '\0' || e->mfa_required) {
         explicit_bzero(e->hash, sizeof(e->hash));

@@ -17,8 +17,8 @@
 #include <time.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
+
+#include "lib/keyed_mac.h"
 
 #define CACHE_BUCKETS 4096
 
@@ -26,7 +26,7 @@ struct cache_entry {
     struct cache_entry *next;
     uint64_t generation;
     time_t expires;
-    unsigned char mac[32];
+    unsigned char mac[KEYED_MAC_LEN];
     char user[];
 };
 
@@ -34,8 +34,7 @@ struct auth_cache {
     pthread_mutex_t mutex;
     unsigned ttl;
     size_t max_entries, n_entries;
-    unsigned char key[32];
-    EVP_MAC *hmac;
+    struct keyed_mac *mac;
     struct cache_entry *buckets[CACHE_BUCKETS];
 };
 
@@ -45,9 +44,8 @@ struct auth_cache *auth_cache_new(unsigned ttl, size_t max_entries)
 
     if (c == NULL)
         return NULL;
-    c->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    if (c->hmac == NULL || RAND_bytes(c->key, sizeof(c->key)) != 1) {
-        EVP_MAC_free(c->hmac);
+    c->mac = keyed_mac_new(NULL);
+    if (c->mac == NULL) {
         free(c);
         return NULL;
     }
@@ -77,8 +75,7 @@ void auth_cache_free(struct auth_cache **cp)
     if (c == NULL)
         return;
     clear_locked(c);
-    EVP_MAC_free(c->hmac);
-    OPENSSL_cleanse(c->key, sizeof(c->key));
+    keyed_mac_free(&c->mac);
     pthread_mutex_destroy(&c->mutex);
     free(c);
     *cp = NULL;
@@ -95,35 +92,14 @@ static size_t bucket_of(const char *user)
     return h % CACHE_BUCKETS;
 }
 
-static void mac_of(const struct auth_cache *c, const char *user, const char *secret, size_t len,
-                   unsigned char out[32])
-{
-    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(c->hmac);
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
-        OSSL_PARAM_construct_end(),
-    };
-    size_t n = 0;
-
-    /* The NUL after the user name keeps "ab"+"c" apart from "a"+"bc". */
-    if (ctx == NULL || EVP_MAC_init(ctx, c->key, sizeof(c->key), params) != 1 ||
-        EVP_MAC_update(ctx, (const unsigned char *)user, strlen(user) + 1) != 1 ||
-        EVP_MAC_update(ctx, (const unsigned char *)secret, len) != 1 ||
-        EVP_MAC_final(ctx, out, &n, 32) != 1 || n != 32) {
-        /* A MAC that cannot be computed must never match: random bytes. */
-        RAND_bytes(out, 32);
-    }
-    EVP_MAC_CTX_free(ctx);
-}
-
 bool auth_cache_check(struct auth_cache *c, const char *user, uint64_t generation,
                       const char *secret, size_t len)
 {
-    unsigned char mac[32];
+    unsigned char mac[KEYED_MAC_LEN];
     bool hit = false;
     time_t now = time(NULL);
 
-    mac_of(c, user, secret, len, mac);
+    keyed_mac_pair(c->mac, user, secret, len, mac);
     pthread_mutex_lock(&c->mutex);
     for (struct cache_entry *e = c->buckets[bucket_of(user)]; e != NULL; e = e->next) {
         if (strcmp(e->user, user) != 0)
@@ -162,7 +138,7 @@ void auth_cache_store(struct auth_cache *c, const char *user, uint64_t generatio
         c->buckets[b] = e;
         c->n_entries++;
     }
-    mac_of(c, user, secret, len, e->mac);
+    keyed_mac_pair(c->mac, user, secret, len, e->mac);
     e->generation = generation;
     e->expires = time(NULL) + (time_t)c->ttl;
     pthread_mutex_unlock(&c->mutex);

@@ -36,10 +36,14 @@ struct passdb_vfuncs {
     int (*lookup)(struct passdb *db, const char *user, struct passdb_entry *entry_r,
                   const char **error_r);
     void (*destroy)(struct passdb *db);
-    /* Optional: true when the next lookup will not have to load the
-     * database again (cheap; a caller on an I/O thread asks first). */
-    bool (*fresh)(struct passdb *db);
+    /* Optional: as lookup, but only from what is in memory: when the
+     * database has changed since it was loaded, returns PASSDB_STALE
+     * and reads nothing. For callers that must not wait on a disk read
+     * (the I/O threads). Without it, lookup is taken to be that cheap. */
+    int (*lookup_cached)(struct passdb *db, const char *user, struct passdb_entry *entry_r);
 };
+
+#define PASSDB_STALE (-2)
 
 struct passdb {
     const struct passdb_vfuncs *v;
@@ -56,9 +60,14 @@ static inline int passdb_lookup(struct passdb *db, const char *user, struct pass
     return db->v->lookup(db, user, entry_r, error_r);
 }
 
-static inline bool passdb_fresh(struct passdb *db)
+static inline int passdb_lookup_cached(struct passdb *db, const char *user,
+                                       struct passdb_entry *entry_r)
 {
-    return db->v->fresh == NULL || db->v->fresh(db);
+    const char *error;
+
+    if (db->v->lookup_cached == NULL)
+        return db->v->lookup(db, user, entry_r, &error);
+    return db->v->lookup_cached(db, user, entry_r);
 }
 
 static inline void passdb_destroy(struct passdb **db)

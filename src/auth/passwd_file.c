@@ -315,6 +315,18 @@ static void copy_entry(const struct passwd_line *pl, struct passdb_entry *e)
     e->mfa_required = pl->mfa_required;
 }
 
+/* Copies user's account into e; the caller holds pf->lock. */
+static int find_locked(const struct pwfile *pf, const char *user, struct passdb_entry *e)
+{
+    const struct passwd_line *pl = data_find(&pf->data, user);
+
+    if (pl == NULL)
+        return 0;
+    copy_entry(pl, e);
+    e->generation = pf->generation;
+    return 1;
+}
+
 static int pwfile_lookup(struct passdb *db, const char *user, struct passdb_entry *e,
                          const char **error_r)
 {
@@ -342,29 +354,30 @@ static int pwfile_lookup(struct passdb *db, const char *user, struct passdb_entr
         pthread_rwlock_unlock(&pf->lock);
     }
     pthread_rwlock_rdlock(&pf->lock);
-    const struct passwd_line *pl = data_find(&pf->data, user);
-    if (pl != NULL) {
-        copy_entry(pl, e);
-        e->generation = pf->generation;
-    }
-    ret = pl != NULL ? 1 : 0;
+    ret = find_locked(pf, user, e);
     pthread_rwlock_unlock(&pf->lock);
     (void)error_r;
     return ret;
 }
 
-static bool pwfile_fresh(struct passdb *db)
+/* One stat() for both the freshness check and the lookup: the I/O
+ * threads ask this on every quick login. */
+static int pwfile_lookup_cached(struct passdb *db, const char *user, struct passdb_entry *e)
 {
     struct pwfile *pf = (struct pwfile *)db;
     struct stat st;
-    bool fresh;
+    /* Unreadable now: a full lookup would keep what it has, so this one
+     * answers from it too. */
+    bool readable = stat(pf->path, &st) == 0;
+    int ret;
 
-    if (stat(pf->path, &st) < 0)
-        return true; /* the lookup keeps what it has, without reloading */
     pthread_rwlock_rdlock(&pf->lock);
-    fresh = same_file(&st, &pf->st);
+    if (readable && !same_file(&st, &pf->st))
+        ret = PASSDB_STALE;
+    else
+        ret = find_locked(pf, user, e);
     pthread_rwlock_unlock(&pf->lock);
-    return fresh;
+    return ret;
 }
 
 static void pwfile_destroy(struct passdb *db)
@@ -380,7 +393,7 @@ static void pwfile_destroy(struct passdb *db)
 static const struct passdb_vfuncs pwfile_vfuncs = {
     .lookup = pwfile_lookup,
     .destroy = pwfile_destroy,
-    .fresh = pwfile_fresh,
+    .lookup_cached = pwfile_lookup_cached,
 };
 
 char *passwd_file_path(const char *spec, const char *base_dir, const char **error_r)

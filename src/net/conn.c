@@ -28,6 +28,7 @@
 #include "guard/audit.h"
 #include "guard/guard.h"
 #include "guard/metrics.h"
+#include "lib/keyed_mac.h"
 #include "lib/log.h"
 #include "net/tls.h"
 #include "store/store.h"
@@ -208,32 +209,16 @@ static void job_auth_done(struct auth_request *req);
  * for the guard to recognise a client repeating the same wrong password,
  * useless for learning the password.
  */
-static unsigned char pair_key[32];
-static pthread_once_t pair_key_once = PTHREAD_ONCE_INIT;
-
-static void pair_key_init(void)
+static void pair_hash(const struct server *srv, const char *user, const char *secret, size_t len,
+                      unsigned char out[16])
 {
-    if (RAND_bytes(pair_key, sizeof(pair_key)) != 1)
-        log_warn("no random key for the guard's password memory");
-}
+    unsigned char mac[KEYED_MAC_LEN];
 
-static void pair_hash(const char *user, const char *secret, size_t len, unsigned char out[16])
-{
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned mac_len = 0;
-    unsigned char buf[PASSDB_USER_MAX + 2 + AUTH_SECRET_MAX];
-    size_t ul = strnlen(user, PASSDB_USER_MAX);
-
-    pthread_once(&pair_key_once, pair_key_init);
     if (len > AUTH_SECRET_MAX)
         len = AUTH_SECRET_MAX;
-    memcpy(buf, user, ul);
-    buf[ul] = '\0';
-    if (len > 0)
-        memcpy(buf + ul + 1, secret, len);
-    HMAC(EVP_sha256(), pair_key, sizeof(pair_key), buf, ul + 1 + len, mac, &mac_len);
-    explicit_bzero(buf, ul + 1 + len);
+    keyed_mac_pair(srv->pair_mac, user, secret, len, mac);
     memcpy(out, mac, 16);
+    explicit_bzero(mac, sizeof(mac));
 }
 
 static enum auth_mech auth_mech_for(const struct pop3_auth_req *r)
@@ -273,7 +258,7 @@ static void io_auth(void *ctx, const struct pop3_auth_req *r)
                r->secret_len < sizeof(job->req.secret) ? r->secret_len : sizeof(job->req.secret));
     if (r->proof != NULL)
         memcpy(job->req.scram_proof, r->proof, sizeof(job->req.scram_proof));
-    pair_hash(r->user, r->secret, r->secret_len, job->pair);
+    pair_hash(c->w->srv, r->user, r->secret, r->secret_len, job->pair);
     job->req.apop_timestamp = c->apop_ts;
     job->req.callback = job_auth_done;
     c->auth_started = metrics_now_usec();

@@ -17,6 +17,7 @@
 #include <event2/thread.h>
 #include <openssl/rand.h>
 
+#include "lib/keyed_mac.h"
 #include "lib/log.h"
 
 struct server *server_new(const struct net_settings *set, const char **error_r)
@@ -36,6 +37,12 @@ struct server *server_new(const struct net_settings *set, const char **error_r)
         return NULL;
     }
     srv->set = *set;
+    srv->pair_mac = keyed_mac_new(NULL);
+    if (srv->pair_mac == NULL) {
+        free(srv);
+        *error_r = "no HMAC-SHA256 or no randomness in OpenSSL";
+        return NULL;
+    }
     if (gethostname(srv->hostname, sizeof(srv->hostname) - 1) < 0)
         strcpy(srv->hostname, "localhost");
     RAND_bytes((unsigned char *)&srv->sid_base, sizeof(srv->sid_base));
@@ -332,6 +339,7 @@ void server_free(struct server **srvp)
     for (unsigned i = 0; i < srv->n_listen; i++)
         close(srv->listen_fds[i]);
     free(srv->workers);
+    keyed_mac_free(&srv->pair_mac);
     free(srv);
     *srvp = NULL;
 }

@@ -59,6 +59,7 @@ struct server {
     bool started;
     char hostname[256];
     uint64_t sid_base;
+    struct keyed_mac *pair_mac; /* login_job.pair */
 };
 
 /* conn.c */

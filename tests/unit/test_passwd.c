@@ -348,8 +348,16 @@ static void test_passdb_reload(void **state)
     assert_string_equal(e.hash, "one");
     assert_int_equal(passdb_lookup(db, "bob", &e, &error), 0);
 
-    /* Replaced: the next lookup sees the new file. */
+    assert_int_equal(passdb_lookup_cached(db, "alice", &e), 1);
+    assert_string_equal(e.hash, "one");
+    assert_int_equal(passdb_lookup_cached(db, "bob", &e), 0);
+
+    /* Replaced: the next lookup sees the new file. The cached lookup (an
+     * I/O thread's) only says the file changed, however often it asks:
+     * it never loads. */
     write_file("reload", "bob:{PLAIN}two\nalice:{PLAIN}three\n");
+    assert_int_equal(passdb_lookup_cached(db, "bob", &e), PASSDB_STALE);
+    assert_int_equal(passdb_lookup_cached(db, "alice", &e), PASSDB_STALE);
     assert_int_equal(passdb_lookup(db, "bob", &e, &error), 1);
     assert_string_equal(e.hash, "two");
     assert_int_equal(passdb_lookup(db, "alice", &e, &error), 1);
@@ -362,7 +370,11 @@ static void test_passdb_reload(void **state)
     /* A file that disappears, or cannot be read, leaves the accounts
      * read before in place. */
     snprintf(path, sizeof(path), "%s/reload", tmpdir);
+    assert_int_equal(passdb_lookup_cached(db, "bob", &e), 1);
+    assert_string_equal(e.hash, "two");
+    assert_int_equal(passdb_lookup_cached(db, "alice", &e), 0);
     assert_int_equal(unlink(path), 0);
+    assert_int_equal(passdb_lookup_cached(db, "bob", &e), 1);
     assert_int_equal(passdb_lookup(db, "bob", &e, &error), 1);
     assert_int_equal(mkdir(path, 0700), 0);
     assert_int_equal(passdb_lookup(db, "bob", &e, &error), 1);
