@@ -18,14 +18,14 @@ from conftest import BUILD, to_wire
 CLI = BUILD / "asan" / "postern"
 
 
-def run(site, *args, stdin=b"", env_extra=None):
+def run(site, *args, stdin=b"", env_extra=None, wrap=()):
     if not CLI.exists():
         pytest.skip(f"{CLI} not built")
     env = dict(os.environ)
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
     env.update(env_extra or {})
     p = subprocess.run(
-        [str(CLI), "-c", str(site.root / "postern.conf"), *args],
+        [*wrap, str(CLI), "-c", str(site.root / "postern.conf"), *args],
         input=stdin,
         capture_output=True,
         timeout=60,
@@ -371,6 +371,36 @@ def test_policy_refusals_say_why(cli_site):
         p = run(cli_site, "user", "passwd", "nina", stdin=stdin)
         assert p.returncode == 65 and why in p.stderr, (stdin, p.stderr)
     assert users_text(cli_site) == before
+
+
+# Runs a command (after the file named next) with that file as the site's
+# /etc/security/pwquality.conf: bind-mounted in a mount namespace of the
+# command's own, so the machine's file is never touched.
+SITE_POLICY = ("unshare", "--mount", "--propagation", "private", "sh", "-c",
+               'mount --bind "$0" /etc/security/pwquality.conf && exec "$@"')
+
+
+def test_policy_word_check_uses_the_sites_dictionary(cli_site, tmp_path):
+    """The dictpath of the site's pwquality.conf reaches the check of the
+    word inside a padded password, not only the check of the whole."""
+    if (os.geteuid() != 0 or not os.path.exists("/etc/security/pwquality.conf")
+            or subprocess.run([*SITE_POLICY[:4], "true"]).returncode != 0):
+        pytest.skip("needs root and a mount namespace of its own")
+    words = tmp_path / "site-words"
+    subprocess.run(["cracklib-packer", str(words)], input=b"zebracorn\n", check=True,
+                   capture_output=True)
+    conf = tmp_path / "pwquality.conf"
+    conf.write_text(f"dictpath = {words}\n")
+    # Not a word of the system's dictionary: accepted as it stands ...
+    p = run(cli_site, "user", "add", "zed", stdin=b"Zebracorn2024!\n")
+    assert p.returncode == 0, p.stderr
+    assert run(cli_site, "user", "del", "zed").returncode == 0
+    # ... but a word of the site's: cracklib passes the whole, the word
+    # inside it is refused.
+    p = run(cli_site, "user", "add", "zed", stdin=b"Zebracorn2024!\n", wrap=(*SITE_POLICY, str(conf)))
+    assert p.returncode == 65, p.stderr
+    assert b"weak word with digits or symbols added" in p.stderr, p.stderr
+    assert "zed" not in users_text(cli_site)
 
 
 def test_passwd_regenerates_scram(cli_site, start_server):
