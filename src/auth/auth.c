@@ -6,15 +6,12 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
-
 #include "auth/apppass.h"
 #include "auth/jwt.h"
 #include "auth/scram.h"
 #include "auth/totp.h"
 #include "lib/base64.h"
+#include "lib/keyed_mac.h"
 #include "lib/log.h"
 
 /* What SCRAM announces for an account without SCRAM keys or without an
@@ -30,7 +27,7 @@ struct auth {
     struct totp_replay *own_totp; /* when the settings bring none */
     /* set.jwks is replaced on SIGHUP while pool threads verify tokens. */
     pthread_rwlock_t jwks_lock;
-    unsigned char fake_key[32]; /* made-up SCRAM salts */
+    struct keyed_mac *fake_salt; /* made-up SCRAM salts */
 };
 
 struct auth *auth_new(struct passdb *db, struct pool *pool, struct auth_cache *cache)
@@ -45,7 +42,8 @@ struct auth *auth_new(struct passdb *db, struct pool *pool, struct auth_cache *c
     pthread_rwlock_init(&a->jwks_lock, NULL);
     a->own_totp = totp_replay_new(NULL);
     a->set.totp = a->own_totp;
-    if (a->own_totp == NULL || RAND_bytes(a->fake_key, sizeof(a->fake_key)) != 1) {
+    a->fake_salt = keyed_mac_new(NULL);
+    if (a->own_totp == NULL || a->fake_salt == NULL) {
         auth_free(&a);
         return NULL;
     }
@@ -77,7 +75,7 @@ void auth_free(struct auth **ap)
     totp_replay_free(a->own_totp);
     a->own_totp = NULL;
     pthread_rwlock_destroy(&a->jwks_lock);
-    explicit_bzero(a->fake_key, sizeof(a->fake_key));
+    keyed_mac_free(&a->fake_salt);
     free(a);
     *ap = NULL;
 }
@@ -243,10 +241,8 @@ static void scram_salt(struct auth *a, struct auth_request *req, int found)
     } else {
         /* No account, or no keys: a salt that stays the same for the
          * name, so that asking twice does not tell the difference. */
-        unsigned char mac[EVP_MAX_MD_SIZE];
-        unsigned mac_len = 0;
-        HMAC(EVP_sha256(), a->fake_key, sizeof(a->fake_key), (const unsigned char *)req->user,
-             strlen(req->user), mac, &mac_len);
+        unsigned char mac[KEYED_MAC_LEN];
+        keyed_mac_pair(a->fake_salt, req->user, NULL, 0, mac);
         b64_encode(mac, 16, req->scram_salt, sizeof(req->scram_salt));
         req->scram_iter = SCRAM_FAKE_ITER;
     }

@@ -5,7 +5,9 @@
  * HMAC-SHA256 of a (user, secret) pair under a random key made at
  * start-up. The guard uses it to recognise a client repeating the same
  * wrong password, the auth cache to recognise a verified one; neither
- * keeps the password itself.
+ * keeps the password itself. With no secret, it gives the made-up SCRAM
+ * salt of an unknown user: the same for a name as long as the daemon
+ * runs.
  *
  * The key schedule and the algorithm lookups are done once, in
  * keyed_mac_new(); every MAC starts from a copy of that state. OpenSSL 3's
