@@ -261,8 +261,16 @@ static enum cmd_result cmd_top(struct pop3_session *s, const struct pop3_args *a
 
     if (msg_arg(s, a->arg[0], a->len[0], &i) < 0)
         return CMD_ERR;
-    if (str_parse_u64(a->arg[1], a->len[1], INT64_MAX, &lines, &error) < 0)
-        return ERR("Invalid line count: %s", error);
+    if (str_parse_u64(a->arg[1], a->len[1], INT64_MAX, &lines, &error) < 0) {
+        /* RFC 1939: a count beyond the body's lines sends the whole
+         * message, however many digits it has. */
+        size_t d = 0;
+        while (d < a->len[1] && a->arg[1][d] >= '0' && a->arg[1][d] <= '9')
+            d++;
+        if (d == 0 || d != a->len[1])
+            return ERR("Invalid line count: %s", error);
+        lines = INT64_MAX;
+    }
     return start_message(s, i, (int64_t)lines);
 }
 

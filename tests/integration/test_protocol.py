@@ -163,7 +163,7 @@ TRANSACTION_ERRORS = [
     "RETR 1 2", "RETR 4294967297", "RETR 18446744073709551617", "RETR 0x1",
     "LIST 0", "LIST 3", "LIST 4294967297", "LIST 1 2", "UIDL 0", "UIDL 4294967297",
     "UIDL x", "TOP", "TOP 1", "TOP 1 -1", "TOP 1 x", "TOP 0 1", "TOP 3 0",
-    "TOP 4294967297 0", "TOP 1 0 0", "TOP 1 99999999999999999999", "DELE", "DELE 0",
+    "TOP 4294967297 0", "TOP 1 0 0", "TOP 1 +5", "DELE", "DELE 0",
     "DELE 3", "DELE 4294967297", "DELE 1 2", "STAT 1", "NOOP 1", "RSET 1", "QUIT 1",
     "CAPA x", "XYZZY", "", "STLS",
 ]
@@ -176,6 +176,8 @@ def test_wrong_state_bad_arguments_and_out_of_range_after_login(mailbox):
         c.err(line)
     # Nothing above marked or changed anything.
     assert c.stat()[0] == 2
+    # RFC 1939: a line count past the body, however long, means all of it.
+    assert c.multi("TOP 2 99999999999999999999")[1] == to_wire(MSG2)
     c.ok("DELE 1")
     for line in ("RETR 1", "TOP 1 0", "LIST 1", "UIDL 1", "DELE 1"):
         c.err(line)
