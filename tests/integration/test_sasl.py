@@ -141,10 +141,10 @@ def test_plain_refusals(srv):
     assert c.cmd("AUTH PLAIN not*base64") == "-ERR Invalid base64 in authentication response"
     assert c.cmd("AUTH PLAIN =").startswith("-ERR Invalid PLAIN response")
     assert c.cmd("AUTH PLAIN") == "+ "
-    assert c.cmd("*") == "-ERR [AUTH] Authentication cancelled"
+    assert c.cmd("*") == "-ERR Authentication cancelled"
     assert c.cmd("AUTH CRAM-MD5") == "-ERR Unsupported authentication mechanism"
     assert c.cmd("AUTH PLAIN") == "+ "
-    assert c.cmd("A" * 4000) == "-ERR [AUTH] Authentication response too long"
+    assert c.cmd("A" * 4000) == "-ERR Authentication response too long"
     # The session is still usable after all of that.
     assert c.cmd("AUTH PLAIN " + b64("\0alice\0secret-Plain-1")).startswith("+OK")
     c.quit()
@@ -192,7 +192,7 @@ def test_scram_wrong_password_and_unknown_user(srv):
     first2 = challenge(c.cmd("AUTH SCRAM-SHA-256 " + b64(s2.first())))
     salt = lambda f: dict(kv.split("=", 1) for kv in f.split(","))["s"]  # noqa: E731
     assert salt(first1) == salt(first2)
-    assert c.cmd("*") == "-ERR [AUTH] Authentication cancelled"
+    assert c.cmd("*") == "-ERR Authentication cancelled"
     # An account without SCRAM keys fails the same way.
     assert scram_login(c, "alice", "secret-Plain-1") == "-ERR [AUTH] Authentication failed"
 

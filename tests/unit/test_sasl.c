@@ -229,7 +229,7 @@ static void test_cancel(void **state)
     struct fx *f = *state;
 
     expect_cmd(f, "AUTH PLAIN", "+ \r\n");
-    expect_cmd(f, "*", "-ERR [AUTH] Authentication cancelled\r\n");
+    expect_cmd(f, "*", "-ERR Authentication cancelled\r\n");
     assert_int_equal(f->io.auth_calls, 0);
     /* "*" is a command again. */
     expect_cmd(f, "*", "-ERR Unknown command\r\n");
@@ -257,7 +257,7 @@ static void test_oversized_response(void **state)
     expect_cmd(f, "AUTH PLAIN", "+ \r\n");
     /* 3996 characters are 2997 bytes: over the 2048 a password exchange takes. */
     big[3996] = '\0';
-    expect_cmd(f, big, "-ERR [AUTH] Authentication response too long\r\n");
+    expect_cmd(f, big, "-ERR Authentication response too long\r\n");
     free(big);
     assert_int_equal(f->io.auth_calls, 0);
 }
@@ -357,7 +357,7 @@ static void test_scram_cancel_after_signature(void **state)
     pop3_session_scram_signature(f->s, sig);
     pop3_session_auth_done(f->s, POP3_AUTH_OK, mock_mailbox_box(f->mm));
     (void)challenge(f);
-    expect_cmd(f, "*", "-ERR [AUTH] Authentication cancelled\r\n");
+    expect_cmd(f, "*", "-ERR Authentication cancelled\r\n");
     assert_int_equal(pop3_session_state(f->s), POP3_STATE_AUTHORIZATION);
     /* The mailbox went back. */
     assert_true(f->mm->closed);

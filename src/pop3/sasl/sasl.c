@@ -373,7 +373,7 @@ static void respond(struct pop3_session *s, const char *b64, size_t len)
                      : SASL_RESPONSE_MAX;
 
     if (len / 4 * 3 > max + 2) {
-        fail(s, "-ERR [AUTH] Authentication response too long", NULL);
+        fail(s, "-ERR Authentication response too long", NULL);
         return;
     }
     char *buf = malloc(max + 3);
@@ -385,7 +385,7 @@ static void respond(struct pop3_session *s, const char *b64, size_t len)
     if (n < 0)
         fail(s, "-ERR Invalid base64 in authentication response", NULL);
     else if ((size_t)n > max)
-        fail(s, "-ERR [AUTH] Authentication response too long", NULL);
+        fail(s, "-ERR Authentication response too long", NULL);
     else
         step(s, buf, (size_t)n);
     /* Passwords went through here. */
@@ -397,15 +397,18 @@ void sasl_input(struct pop3_session *s, const char *line, size_t len)
 {
     struct sasl_exchange *x = &s->sasl;
 
+    /* No [AUTH] on a cancel or a malformed exchange: RFC 3206 keeps that
+     * code for the credentials, and a client may drop its stored
+     * password on seeing it. */
     if (len == 1 && line[0] == '*') {
-        fail(s, "-ERR [AUTH] Authentication cancelled", NULL);
+        fail(s, "-ERR Authentication cancelled", NULL);
         return;
     }
     switch (x->phase) {
     case SASL_SCRAM_OK: {
         /* The client has checked v= and answers with nothing. */
         if (len != 0) {
-            fail(s, "-ERR [AUTH] Expected an empty response after the server signature", NULL);
+            fail(s, "-ERR Expected an empty response after the server signature", NULL);
             return;
         }
         struct mailbox *mb = x->mb;
