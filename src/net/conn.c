@@ -9,11 +9,14 @@
 #include "net/net-private.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -935,6 +938,71 @@ static void login_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 /* --- life cycle --- */
 
+#define LINGER_SECS      2
+#define LINGER_MAX_BYTES (256 * 1024)
+
+static void linger_end(struct lingering *l)
+{
+    event_free(l->ev);
+    l->ev = NULL;
+    close(l->fd);
+}
+
+static void linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct lingering *l = arg;
+    char buf[16384];
+    ssize_t n = -1;
+
+    if (what & EV_READ) {
+        while (l->discarded < LINGER_MAX_BYTES && (n = read(fd, buf, sizeof(buf))) > 0)
+            l->discarded += (size_t)n;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR) && time(NULL) < l->until)
+            return;
+    }
+    /* The client's FIN, an error, the time or the byte budget is up. */
+    linger_end(l);
+}
+
+/*
+ * A socket closed with input unread sends a reset instead of a FIN, and
+ * on a real network a reset can overtake the last reply still in flight
+ * (the "-ERR Line too long", or the "+OK" of a QUIT with more commands
+ * pipelined behind it): the client would see only the reset. Such a
+ * socket is shut for writing after the reply and kept a little while,
+ * what the client still sends being discarded, as Apache's lingering
+ * close does. A duplicate descriptor keeps it open once the bufferevent
+ * has closed its own.
+ */
+static void linger_close(struct worker *w, evutil_socket_t fd)
+{
+    static const struct timeval tv = {LINGER_SECS, 0};
+    struct lingering *l = NULL;
+    int unread = 0;
+
+    if (fd < 0 || ioctl(fd, FIONREAD, &unread) < 0 || unread <= 0)
+        return;
+    for (unsigned i = 0; i < LINGER_SLOTS && l == NULL; i++) {
+        if (w->lingering[i].ev == NULL)
+            l = &w->lingering[i];
+    }
+    if (l == NULL)
+        return;
+    evutil_socket_t dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0)
+        return;
+    l->ev = event_new(w->base, dup, EV_READ | EV_PERSIST, linger_cb, l);
+    if (l->ev == NULL) {
+        close(dup);
+        return;
+    }
+    l->fd = dup;
+    l->until = time(NULL) + LINGER_SECS;
+    l->discarded = 0;
+    shutdown(dup, SHUT_WR);
+    event_add(l->ev, &tv);
+}
+
 static void conn_free(struct conn *c, const char *reason)
 {
     struct worker *w = c->w;
@@ -961,6 +1029,7 @@ static void conn_free(struct conn *c, const char *reason)
     metrics_session_state(pop3_session_state(c->session), METRICS_NO_SESSION);
     /* Ends the session: an open mailbox is closed, nothing is removed. */
     pop3_session_destroy(&c->session);
+    linger_close(w, bufferevent_getfd(c->bev));
     bufferevent_free(c->bev);
     evbuffer_free(c->stage);
     event_free(c->login_timer);
@@ -979,6 +1048,10 @@ void conn_close_all(struct worker *w)
 {
     while (w->conns != NULL)
         conn_free(w->conns, "server shutdown");
+    for (unsigned i = 0; i < LINGER_SLOTS; i++) {
+        if (w->lingering[i].ev != NULL)
+            linger_end(&w->lingering[i]);
+    }
 }
 
 void conn_drop_net(struct worker *w, const struct guard_net *net)

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -19,6 +20,9 @@ struct conn;
 
 /* Encrypted bytes kept on the socket side of a TLS connection, each way. */
 #define TLS_RAW_BUFFER (64 * 1024)
+/* Per I/O thread; beyond that a socket with input unread is closed at
+ * once, reset and all. */
+#define LINGER_SLOTS 64
 
 /* One login attempt on its way through the pool and back. */
 struct login_job {
@@ -47,6 +51,14 @@ struct worker {
     struct login_job *done_head;
     struct event *done_ev;
     struct conn *conns; /* every open connection, for shutdown */
+    /* Sockets closed with input unread, draining before the close (see
+     * linger_close in conn.c); ev NULL: a free slot. */
+    struct lingering {
+        evutil_socket_t fd;
+        struct event *ev;
+        time_t until;
+        size_t discarded;
+    } lingering[LINGER_SLOTS];
 };
 
 struct server {

@@ -153,6 +153,25 @@ def test_max_line_boundaries(site, start_server):
     c.quit()
 
 
+def test_overlong_line_answer_ends_with_fin_not_reset(site, start_server):
+    """Closing a socket with the client's bytes unread sends a reset, which
+    on a real network can overtake the -ERR still in flight. The server
+    sends FIN after the answer and discards what else comes."""
+    site.add_user("alice", "secret")
+    srv = start_server(max_line=256)
+    for _ in range(3):
+        c = srv.client()
+        c.send(b"USER " + b"a" * 20000 + CRLF)
+        assert c.readline() == b"-ERR Line too long"
+        c.sock.settimeout(5)
+        # A reset raises ConnectionResetError here.
+        assert c.sock.recv(65536) == b""
+        c.sock.close()
+    c = srv.client()
+    c.login("alice", "secret")
+    c.quit()
+
+
 def _flood(sock, total, errors):
     chunk = b"A" * 65536
     sent = 0
