@@ -13,7 +13,12 @@ int str_parse_u64(const char *s, size_t len, uint64_t max, uint64_t *value_r, co
     for (size_t i = 0; i < len; i++) {
         unsigned d = (unsigned char)s[i] - '0';
         if (d > 9) {
-            *error_r = i == 0 ? "not a number" : "trailing characters after number";
+            if (i > 0)
+                *error_r = "trailing characters after number";
+            else if (s[0] == '-')
+                *error_r = "must not be negative";
+            else
+                *error_r = s[0] == '+' ? "must not have a sign" : "not a number";
             return -1;
         }
         if (v > max / 10 || (v == max / 10 && d > max % 10)) {

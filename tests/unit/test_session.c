@@ -522,8 +522,8 @@ static void test_message_number_errors(void **state)
         {"4294967296", "Invalid message number: number too large"},
         {"99999999999999999999999", "Invalid message number: number too large"},
         {"x", "Invalid message number: not a number"},
-        {"-1", "Invalid message number: not a number"},
-        {"+1", "Invalid message number: not a number"},
+        {"-1", "Invalid message number: must not be negative"},
+        {"+1", "Invalid message number: must not have a sign"},
         {"1x", "Invalid message number: trailing characters after number"},
         {"1.", "Invalid message number: trailing characters after number"},
         {"1\t", "Invalid message number: trailing characters after number"},
@@ -651,7 +651,7 @@ static void test_top(void **state)
     expect_cmd(f, "TOP 3 9223372036854775808", "+OK Top of message follows\r\n" M3 ".\r\n");
     expect_cmd(f, "TOP 3 99999999999999999999999", "+OK Top of message follows\r\n" M3 ".\r\n");
     expect_cmd(f, "TOP 3 x", "-ERR Invalid line count: not a number\r\n");
-    expect_cmd(f, "TOP 3 -1", "-ERR Invalid line count: not a number\r\n");
+    expect_cmd(f, "TOP 3 -1", "-ERR Invalid line count: must not be negative\r\n");
     expect_cmd(f, "TOP 3 1x", "-ERR Invalid line count: trailing characters after number\r\n");
     /* The message number is checked first. */
     expect_cmd(f, "TOP 9 x", "-ERR No such message\r\n");

@@ -14,6 +14,8 @@
 #define NAN_ "not a number"
 #define JUNK "trailing characters after number"
 #define BIG  "number too large"
+#define NEG  "must not be negative"
+#define SIGN "must not have a sign"
 
 static void test_parse_u64(void **state)
 {
@@ -32,8 +34,10 @@ static void test_parse_u64(void **state)
         {"0000000000000000000000000000001", UINT64_MAX, NULL, 1},
         {"", 10, NAN_, 0},
         {"x", 10, NAN_, 0},
-        {"-1", 10, NAN_, 0},
-        {"+1", 10, NAN_, 0},
+        {"-1", 10, NEG, 0},
+        {"+1", 10, SIGN, 0},
+        {"-", 10, NEG, 0},
+        {"--1", 10, NEG, 0},
         {" 1", 10, NAN_, 0},
         {"1 ", 10, JUNK, 0},
         {"1x", 10, JUNK, 0},
