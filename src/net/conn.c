@@ -518,9 +518,13 @@ static void deliver_result(struct conn *c)
     metrics_session_state(POP3_STATE_AUTHORIZATION, pop3_session_state(c->session));
     /* Parallel guessing on one connection ends here (the delay already
      * applies per address). */
-    if (result == POP3_AUTH_FAIL && c->auth_failures >= c->w->srv->set.max_auth_failures)
+    if (result == POP3_AUTH_FAIL && c->auth_failures >= c->w->srv->set.max_auth_failures) {
+        /* Said, like the idle timeout: a client that only saw the
+         * connection drop would retry at once, or blame the network. */
+        static const char msg[] = "-ERR Too many failed logins, closing the connection\r\n";
+        io_write(c, msg, sizeof(msg) - 1);
         conn_close_after_flush(c, "too many failed logins");
-    else
+    } else
         process_input(c);
     batch_end(c);
 }

@@ -86,7 +86,8 @@ def test_three_failures_per_connection(gsite, start_server):
     c = client(srv)
     for i in range(3):
         fail(c, pw=f"p{i}")
-    c.wait_closed()
+    # The close is explained, after the third failure's own answer.
+    assert c.wait_closed() == b"-ERR Too many failed logins, closing the connection\r\n"
     assert events(srv, "disconnect")[-1]["reason"] == "too many failed logins"
 
 
