@@ -11,7 +11,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     /* A copy of exactly size bytes: ASan sees any read past the end. */
-    char *in = malloc(size + 1);
+    char *in = malloc(size ? size : 1);
     struct sasl_plain p;
     const char *error;
     char name[SASL_USER_MAX + 1];
