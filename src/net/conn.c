@@ -956,11 +956,12 @@ static void linger_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct lingering *l = arg;
     char buf[16384];
-    ssize_t n = -1;
+    ssize_t n;
 
     if (what & EV_READ) {
-        while (l->discarded < LINGER_MAX_BYTES && (n = read(fd, buf, sizeof(buf))) > 0)
-            l->discarded += (size_t)n;
+        do
+            n = read(fd, buf, sizeof(buf));
+        while (n > 0 && (l->discarded += (size_t)n) < LINGER_MAX_BYTES);
         if (n < 0 && (errno == EAGAIN || errno == EINTR) && time(NULL) < l->until)
             return;
     }
