@@ -655,6 +655,11 @@ static void guess_status(struct slot *s, const char *line, size_t len, int64_t n
             return send_guess(s, now);
         if (is_temp(line, len))
             return guess_refused(s, now);
+        /* The session is ending: a server may say why it closes after its
+         * limit of failures per connection (Postern does), and that line
+         * arrives as the answer to the next USER. */
+        if (len >= 4 && memcmp(line, "-ERR", 4) == 0)
+            return guess_reconnect(s, now, 0);
         note_error(s, "USER: %.*s", shown, line);
         slot_fail(s, now);
         return;

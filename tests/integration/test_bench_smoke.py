@@ -228,6 +228,22 @@ def test_guess_counts_guesses_and_refusals(site, start_server):
     assert srv.audit_text().count("event=ban ") == 2
 
 
+def test_guess_reconnects_when_the_failure_limit_ends_a_session(site, start_server):
+    # No delay and no ban: every second PASS ends the session, and the
+    # server says so; that line answers the guesser's next USER.
+    site.add_user("victim", "the-right-one")
+    srv = start_server(**{"guard.failure_delay": 0, "guard.max_auth_failures": 2,
+                          "guard.ban_after": 0, "guard.account_failures": 0})
+    r, _, err = run_loadgen("guess", srv.port, "--concurrency", 2, "--user", "victim",
+                            duration=2)
+    assert r["errors"] == 0, err
+    assert r["refused"] == 0
+    # Two guesses per connection, so many connections.
+    assert r["sessions"] >= 4 and r["guesses"] >= 2 * (r["sessions"] - 2)
+    assert any(ev.get("event") == "disconnect" and ev.get("reason") == "too many failed logins"
+               for ev in srv.audit_events())
+
+
 def test_guess_waits_for_delayed_answers(site, start_server):
     # Answers delayed by the guard are answers, not timeouts: with the
     # timeout above failure_delay_max, no errors.
