@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+const char str_error_too_large[] = "number too large";
+
 int str_parse_u64(const char *s, size_t len, uint64_t max, uint64_t *value_r, const char **error_r)
 {
     uint64_t v = 0;
@@ -22,7 +24,7 @@ int str_parse_u64(const char *s, size_t len, uint64_t max, uint64_t *value_r, co
             return -1;
         }
         if (v > max / 10 || (v == max / 10 && d > max % 10)) {
-            *error_r = "number too large";
+            *error_r = str_error_too_large;
             return -1;
         }
         v = v * 10 + d;

@@ -13,6 +13,9 @@
  * naming the problem in words a client or operator can act on.
  */
 int str_parse_u64(const char *s, size_t len, uint64_t max, uint64_t *value_r, const char **error_r);
+/* The *error_r of a number made of digits only that exceeds max: a caller
+ * for which any such number means "all" (TOP) compares with it. */
+extern const char str_error_too_large[];
 
 /* Copies at most size-1 bytes and always terminates; returns strlen(src). */
 size_t str_copy(char *dst, const char *src, size_t size);

@@ -264,10 +264,7 @@ static enum cmd_result cmd_top(struct pop3_session *s, const struct pop3_args *a
     if (str_parse_u64(a->arg[1], a->len[1], INT64_MAX, &lines, &error) < 0) {
         /* RFC 1939: a count beyond the body's lines sends the whole
          * message, however many digits it has. */
-        size_t d = 0;
-        while (d < a->len[1] && a->arg[1][d] >= '0' && a->arg[1][d] <= '9')
-            d++;
-        if (d == 0 || d != a->len[1])
+        if (error != str_error_too_large)
             return ERR("Invalid line count: %s", error);
         lines = INT64_MAX;
     }
