@@ -16,7 +16,12 @@ void capa_write(struct pop3_session *s)
     } while (0)
 
     LINE("+OK Capability list follows");
-    if (s->set.stls && !s->tls && s->state == POP3_STATE_AUTHORIZATION)
+    /* The same list in both states: RFC 2449 section 5 requires what
+     * AUTHORIZATION offers to be announced in TRANSACTION too, and its
+     * USER and SASL (and RFC 2595's STLS) say "both / no" differences.
+     * The commands themselves still get -ERR after login. Only TLS may
+     * change the list (RFC 2595 section 4: the client discards it). */
+    if (s->set.stls && !s->tls)
         LINE("STLS");
     LINE("TOP");
     LINE("UIDL");
@@ -27,7 +32,7 @@ void capa_write(struct pop3_session *s)
     LINE("EXPIRE NEVER");
     /* Before TLS, where TLS is required, USER is not offered (RFC 2595
      * section 4: a client must not send a password it was not invited to). */
-    if (s->state == POP3_STATE_AUTHORIZATION && session_credentials_allowed(s)) {
+    if (session_credentials_allowed(s)) {
         LINE("USER");
         /* SASL, and only the mechanisms this connection can use. */
         size_t start = n;

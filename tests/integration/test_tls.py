@@ -705,7 +705,8 @@ def test_stls_in_transaction(tls_server):
     assert c.cmd("STLS").startswith("-ERR")
     # Still clear text, still TRANSACTION.
     assert c.stat()[0] == 2
-    assert "STLS" not in capa(c)
+    # Announced in both states (RFC 2595 section 4), refused after login.
+    assert "STLS" in capa(c)
     c.quit()
     assert not [ev for ev in events_for(srv, local_port(c)) if ev["event"] == "tls"]
 

@@ -680,11 +680,13 @@ static void test_capa(void **state)
 {
     struct fx *f = *state;
 
-    /* USER is offered only while it can be used. */
     expect_cmd(f, "CAPA", CAPA_HEAD "USER\r\nIMPLEMENTATION Postern\r\n.\r\n");
     expect_cmd(f, "capa", CAPA_HEAD "USER\r\nIMPLEMENTATION Postern\r\n.\r\n");
     login(f);
-    expect_cmd(f, "CAPA", CAPA_HEAD "IMPLEMENTATION Postern\r\n.\r\n");
+    /* RFC 2449 section 5: what AUTHORIZATION announced, TRANSACTION
+     * announces too, though USER itself is refused there. */
+    expect_cmd(f, "CAPA", CAPA_HEAD "USER\r\nIMPLEMENTATION Postern\r\n.\r\n");
+    expect_cmd(f, "USER bob", "-ERR USER is not allowed after login\r\n");
 }
 
 static void test_quit_authorization(void **state)
@@ -1264,6 +1266,20 @@ static void test_stls_forgets_user(void **state)
     login(f);
 }
 
+static void test_capa_same_after_login_in_clear_text(void **state)
+{
+    struct fx *f = *state;
+
+    /* require_tls = no, no TLS yet: STLS and USER are announced after
+     * login as before it (RFC 2449 section 5, RFC 2595 section 4: "both"),
+     * while the commands get -ERR. */
+    renew(f, true, false, false, false);
+    login(f);
+    expect_cmd(f, "CAPA", TCAPA_HEAD "STLS\r\n" TCAPA_BODY "USER\r\n" TCAPA_TAIL);
+    expect_cmd(f, "STLS", "-ERR STLS is not allowed after login\r\n");
+    assert_int_equal(f->io.starttls_calls, 0);
+}
+
 static void test_stls_unavailable(void **state)
 {
     struct fx *f = *state;
@@ -1322,6 +1338,7 @@ int main(void)
         T_APOP(test_greeting_apop),
         T(test_stls_upgrade),
         T(test_stls_forgets_user),
+        T(test_capa_same_after_login_in_clear_text),
         T(test_stls_unavailable),
         T(test_implicit_tls_and_exemption),
         T_APOP(test_apop_needs_tls),
