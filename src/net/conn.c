@@ -1190,9 +1190,17 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen,
     c->login_timer = evtimer_new(w->base, login_timeout_cb, c);
     c->stage = evbuffer_new();
     if (set->apop) {
-        unsigned rnd = (unsigned)(n * 2654435761u);
-        if (asprintf(&c->apop_ts, "<%d.%x.%lld@%s>", (int)getpid(), rnd, (long long)c->started,
-                     srv->hostname) < 0)
+        /* Unique is all RFC 1939 asks, but a timestamp one can predict
+         * lets a fake server have a client answer it ahead of time and
+         * replay that digest here later; 64 random bits prevent that. The
+         * session number keeps it unique should the generator fail. */
+        unsigned char rnd[8] = {0};
+        (void)RAND_bytes(rnd, sizeof(rnd));
+        uint64_t r;
+        memcpy(&r, rnd, sizeof(r));
+        if (asprintf(&c->apop_ts, "<%d.%llx.%016llx.%lld@%s>", (int)getpid(),
+                     (unsigned long long)(n & 0xffffffffffffULL), (unsigned long long)r,
+                     (long long)c->started, srv->hostname) < 0)
             c->apop_ts = NULL;
     }
     struct pop3_settings ps = {

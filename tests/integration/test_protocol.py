@@ -271,6 +271,29 @@ def test_apop(site, start_server):
     c.err("APOP alice")
 
 
+def test_apop_timestamps_are_not_predictable(site, start_server):
+    # A timestamp that steps evenly from one connection to the next could
+    # be answered ahead of time by a client lured to a fake server, and
+    # the digest replayed here later. One field must be 64 random bits.
+    site.add_user("alice", "secret")
+    srv = start_server(apop="yes")
+    stamps = []
+    for _ in range(3):
+        c = srv.client()
+        m = re.search(r"<([^<>@\s]+)@", c.greeting)
+        assert m, c.greeting
+        stamps.append(m.group(1).split("."))
+        c.quit()
+    random_fields = []
+    for i in range(len(stamps[0])):
+        if not all(i < len(s) and re.fullmatch(r"[0-9a-f]{16}", s[i]) for s in stamps):
+            continue
+        a, b, d = (int(s[i], 16) for s in stamps)
+        if (b - a) % 2**64 != (d - b) % 2**64:
+            random_fields.append(i)
+    assert random_fields, stamps
+
+
 def test_apop_refused_when_disabled(mailbox):
     c = mailbox.client()
     c.err(f"APOP alice {hashlib.md5(b'<x@y>secret').hexdigest()}")
