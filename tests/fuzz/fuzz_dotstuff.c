@@ -2,7 +2,9 @@
  * The wire encoder against the store's size computation, for any bytes
  * cut into any chunks: the output keeps the wire rules, does not depend
  * on the chunking, un-stuffed is exactly wire_counter's size (LIST =
- * RETR, DESIGN.md 6.6), and TOP n is the right prefix of the whole.
+ * RETR, DESIGN.md 6.6), and TOP n is the right prefix of the whole;
+ * where the CPU has the encoder's expand path, the portable code alone
+ * gives the same bytes.
  *
  * Input: byte 0 is the TOP line count (0x80 set: no limit), byte 1 seeds
  * the chunk sizes, the rest is the message.
@@ -118,6 +120,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t cn = encode(in, len, -1, seed, false, cut, &wc_cut);
     check(cn == wn && memcmp(cut, whole, wn) == 0, "output depends on the chunking");
     check(wire_counter_finish(&wc_cut) == size_whole, "wire_counter depends on the chunking");
+
+    if (dotstuff_expand_available()) {
+        dotstuff_portable_only(true);
+        size_t pn = encode(in, len, -1, seed, false, cut, NULL);
+        dotstuff_portable_only(false);
+        check(pn == wn && memcmp(cut, whole, wn) == 0, "expand path != portable code");
+    }
 
     if (lines >= 0) {
         size_t tn = encode(in, len, lines, seed, false, cut, NULL);

@@ -350,13 +350,141 @@ static void test_property_wire_counter(void **state)
     }
 }
 
+/* --- the 32-byte expand path against the portable code --- */
+
+/* Mail-like text in the shapes the expand path must get right: lines of
+ * every length (so that line ends fall on every position of a 32-byte
+ * block, and on its edges), LF or CRLF ends, a CR alone at a block's last
+ * byte, dot lines, empty lines and runs of line ends. */
+static size_t mail_message(unsigned char *buf, size_t cap)
+{
+    size_t n = 0;
+    bool crlf = rng() % 3 == 0;
+
+    while (n + 200 < cap) {
+        unsigned kind = (unsigned)(rng() % 16);
+        size_t line = (size_t)(rng() % (rng() % 4 == 0 ? 130 : 80));
+        if (kind == 0)
+            buf[n++] = '.';
+        for (size_t i = 0; i < line; i++)
+            buf[n++] = kind == 1 && i % 9 == 0 ? '\r' : (unsigned char)('!' + rng() % 94);
+        if (kind == 2)
+            buf[n++] = '\r'; /* a CR before the line end, as in CR CR LF */
+        if (crlf || kind == 3)
+            buf[n++] = '\r';
+        buf[n++] = '\n';
+        if (kind == 4)
+            buf[n++] = '\n';
+    }
+    /* Some end without a line end, or with a lone CR. */
+    if (rng() % 3 == 0)
+        n--;
+    else if (rng() % 4 == 0)
+        buf[n++] = '\r';
+    return n;
+}
+
+static void test_expand_same_bytes(void **state)
+{
+    enum { MAX = 8192 };
+    static unsigned char in[MAX], fast[DOTSTUFF_MAX_OUT(MAX) + 3],
+        portable[DOTSTUFF_MAX_OUT(MAX) + 3];
+    static size_t cuts[MAX];
+
+    (void)state;
+    if (!dotstuff_expand_available())
+        skip(); /* nothing to compare: both would be the portable code */
+    for (unsigned iter = 0; iter < 4000; iter++) {
+        size_t len;
+        if (iter % 4 == 3) {
+            len = (size_t)(rng() % MAX);
+            random_message(in, len, iter % 8 == 3);
+        } else {
+            len = mail_message(in, (size_t)(300 + rng() % (MAX - 300)));
+        }
+        size_t n_cuts = 0;
+        unsigned every = 1 + (unsigned)(rng() % 200);
+        for (size_t k = 1; k < len; k++) {
+            if (rng() % every == 0)
+                cuts[n_cuts++] = k;
+        }
+        int64_t lines = iter % 5 == 0 ? (int64_t)(rng() % 20) : -1;
+
+        dotstuff_portable_only(true);
+        size_t pn = encode_cut((const char *)in, len, lines, cuts, n_cuts, portable);
+        dotstuff_portable_only(false);
+        size_t fn = encode_cut((const char *)in, len, lines, cuts, n_cuts, fast);
+        if (fn != pn || memcmp(fast, portable, pn) != 0) {
+            size_t at = 0;
+            while (at < pn && at < fn && fast[at] == portable[at])
+                at++;
+            print_error("iteration %u: %zu bytes in, %zu cuts: expand path %zu bytes, portable "
+                        "%zu, first difference at %zu\n",
+                        iter, len, n_cuts, fn, pn, at);
+            fail();
+        }
+        check_wire(fast, fn);
+    }
+}
+
+/* The edges one at a time: a message of 'x' (or of LFs only, which doubles
+ * in size: the most output there can be) with the given bytes at every
+ * offset, so at and around the edges of the expand path's 64-byte steps. */
+static void test_expand_block_edges(void **state)
+{
+    static const char *const inserts[] = {"\n", "\r", "\r\n", "\n.", "\n\n", ".", "\r\r\n", "\n\r"};
+    static const size_t lens[] = {64, 65, 127, 128, 129, 191, 192};
+    unsigned char in[192], fast[DOTSTUFF_MAX_OUT(192) + 3], portable[DOTSTUFF_MAX_OUT(192) + 3];
+
+    (void)state;
+    if (!dotstuff_expand_available())
+        skip();
+    for (size_t i = 0; i < 2 * sizeof(inserts) / sizeof(inserts[0]); i++) {
+        const char *ins = inserts[i / 2];
+        for (size_t at = 0; at + strlen(ins) <= sizeof(in); at++) {
+            for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]); l++) {
+                size_t len = lens[l];
+                memset(in, i % 2 == 0 ? 'x' : '\n', sizeof(in));
+                memcpy(in + at, ins, strlen(ins));
+                dotstuff_portable_only(true);
+                size_t pn = encode_cut((const char *)in, len, -1, NULL, 0, portable);
+                dotstuff_portable_only(false);
+                size_t fn = encode_cut((const char *)in, len, -1, NULL, 0, fast);
+                assert_int_equal(fn, pn);
+                assert_memory_equal(fast, portable, pn);
+            }
+        }
+    }
+}
+
+static int portable_on(void **state)
+{
+    (void)state;
+    dotstuff_portable_only(true);
+    return 0;
+}
+
+static int portable_off(void **state)
+{
+    (void)state;
+    dotstuff_portable_only(false);
+    return 0;
+}
+
 int main(void)
 {
+    /* Each table and property test runs twice: with the expand path where
+     * the CPU has it, and with the portable code alone. */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_empty_chunks),
         cmocka_unit_test(test_top_done),
         cmocka_unit_test(test_property_wire_counter),
+        {"test_table (portable)", test_table, portable_on, portable_off, NULL},
+        {"test_property_wire_counter (portable)", test_property_wire_counter, portable_on,
+         portable_off, NULL},
+        cmocka_unit_test(test_expand_same_bytes),
+        cmocka_unit_test(test_expand_block_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
