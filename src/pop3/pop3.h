@@ -206,7 +206,7 @@ void dotstuff_init(struct dotstuff *d, int64_t body_lines);
 /* out must hold DOTSTUFF_MAX_OUT(len) bytes; returns bytes written. */
 #define DOTSTUFF_MAX_OUT(len) (2 * (len) + 3)
 size_t dotstuff_encode(struct dotstuff *d, const void *in, size_t len, void *out);
-/* Whether this CPU runs the 32-byte expand path (AVX-512 VBMI2, BMI2);
+/* Whether this CPU runs the 64-byte expand path (AVX-512 VBMI2, BMI2);
  * tests: dotstuff_portable_only(true) keeps to the portable code, which
  * must give the same bytes. */
 bool dotstuff_expand_available(void);
